@@ -1,0 +1,3 @@
+//! Displays: where annotated frames are drawn.
+
+pub mod png;

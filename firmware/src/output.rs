@@ -1,0 +1,39 @@
+//! The JSON lines output: one object per frame in OUT/results.jsonl, flushed after each frame so a
+//! reader (or a crash) never sees half a line.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use kith_runtime::Scene;
+
+/// Appends scenes to a JSON lines file.
+pub struct JsonLines {
+    path: PathBuf,
+    file: BufWriter<File>,
+    line: Vec<u8>,
+}
+
+impl JsonLines {
+    /// Creates (truncates) `path`.
+    pub fn create(path: &Path) -> Result<Self> {
+        let file =
+            File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
+        Ok(JsonLines {
+            path: path.to_owned(),
+            file: BufWriter::new(file),
+            line: Vec::with_capacity(16 * 1024),
+        })
+    }
+
+    /// Writes one scene and flushes.
+    pub fn write(&mut self, scene: &Scene, weights: &str) -> Result<()> {
+        self.line.clear();
+        scene.write_json_line(weights, &mut self.line)?;
+        self.file
+            .write_all(&self.line)
+            .and_then(|_| self.file.flush())
+            .with_context(|| format!("{}: cannot write", self.path.display()))
+    }
+}

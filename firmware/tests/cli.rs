@@ -1,0 +1,223 @@
+//! The `kith` binary as a user runs it: `kith check` on every board config, `kith run` on the demo
+//! and on a folder with a corrupt image, and the JSON lines contract.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn kith(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kith"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kith-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn every_shipped_board_config_passes_check() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("board-configs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = kith(&["check", "--board", path.to_str().unwrap()]);
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                text(&out.stderr)
+            );
+            assert!(text(&out.stdout).contains(": ok"), "{}", text(&out.stdout));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}
+
+#[test]
+fn a_broken_config_fails_check_with_exit_2_naming_the_field() {
+    let dir = temp_dir("broken");
+    let demo = std::fs::read_to_string(repo().join("board-configs/demo.toml")).unwrap();
+    let absolute = demo
+        .replace("\"../models/", &format!("\"{}/models/", repo().display()))
+        .replace(
+            "\"demo/frames\"",
+            &format!("\"{}/board-configs/demo/frames\"", repo().display()),
+        );
+    let cases = [
+        ("threads", absolute.replace("threads = 2", "threads = 0")),
+        (
+            "detector.nms_iou",
+            absolute.replace("nms_iou = 0.45", "nms_iou = 4.5"),
+        ),
+        (
+            "relation.model",
+            absolute.replace("gritv2-s.fp32.onnx", "missing.onnx"),
+        ),
+        ("line ", absolute.replace("[display]", "[display")),
+    ];
+    for (needle, body) in cases {
+        let file = dir.join("board.toml");
+        std::fs::write(&file, body).unwrap();
+        let out = kith(&["check", "--board", file.to_str().unwrap()]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{needle}: {err}");
+        assert!(
+            err.contains(needle) && err.contains("board.toml"),
+            "{needle} not in {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    }
+    // A model file that is not a model is a config problem too: exit 2, naming the file.
+    let fake = dir.join("fake.onnx");
+    std::fs::write(&fake, b"definitely not protobuf").unwrap();
+    std::fs::write(
+        dir.join("board.toml"),
+        absolute.replace(
+            &format!("{}/models/gritv2-s.fp32.onnx", repo().display()),
+            fake.to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let out = kith(&["check", "--board", dir.join("board.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("fake.onnx"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn read_results(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn run_skips_corrupt_images_and_writes_the_documented_json() {
+    let src = temp_dir("source");
+    let frames = repo().join("board-configs/demo/frames");
+    std::fs::copy(frames.join("frame_005.jpg"), src.join("a.jpg")).unwrap();
+    std::fs::write(src.join("b.jpg"), b"\xff\xd8\xff\xe0 truncated").unwrap();
+    std::fs::copy(frames.join("frame_012.jpg"), src.join("c.jpg")).unwrap();
+    let out_dir = temp_dir("out");
+    let out = kith(&[
+        "run",
+        "--board",
+        "board-configs/demo.toml",
+        "--source",
+        src.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("b.jpg"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("p99") && stdout.contains("total"),
+        "no latency table: {stdout}"
+    );
+    let results = read_results(&out_dir);
+    assert_eq!(results.len(), 2);
+    for (i, r) in results.iter().enumerate() {
+        let keys: Vec<_> = r.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "frame",
+                "height",
+                "persons",
+                "relations",
+                "source",
+                "timings_us",
+                "weights",
+                "width"
+            ]
+        );
+        assert_eq!(r["frame"], i as u64);
+        assert_eq!(r["weights"], "untrained-demo");
+        assert_eq!(
+            (r["width"].as_u64(), r["height"].as_u64()),
+            (Some(640), Some(480))
+        );
+        let n = r["persons"].as_array().unwrap().len();
+        let rel = r["relations"].as_array().unwrap();
+        assert_eq!(rel.len(), n * (n - 1) / 2, "every unordered pair once");
+        for p in rel {
+            assert!(p["a"].as_u64() < p["b"].as_u64());
+            assert_eq!(p["scores"].as_object().unwrap().len(), 6);
+        }
+        for stage in [
+            "decode",
+            "preprocess",
+            "detect",
+            "relate",
+            "render",
+            "total",
+        ] {
+            assert!(r["timings_us"][stage].is_u64(), "{stage}");
+        }
+    }
+    assert_eq!(results[0]["source"], "a.jpg");
+    assert_eq!(results[1]["source"], "c.jpg");
+    assert_eq!(
+        results[0]["persons"].as_array().unwrap().len(),
+        3,
+        "frame_005 shows three people"
+    );
+    assert_eq!(
+        results[1]["persons"].as_array().unwrap().len(),
+        4,
+        "frame_012 shows four people"
+    );
+    for n in 0..2 {
+        let png = out_dir.join(format!("frames/{n:06}.png"));
+        let img = image::open(&png).unwrap();
+        assert_eq!((img.width(), img.height()), (640, 480));
+    }
+    std::fs::remove_dir_all(&src).unwrap();
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+#[test]
+fn the_demo_runs_with_no_arguments_but_the_frame_limit() {
+    let out_dir = temp_dir("demo");
+    let out = kith(&["run", "--frames", "3", "--out", out_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let results = read_results(&out_dir);
+    assert_eq!(results.len(), 3);
+    assert!(results
+        .iter()
+        .all(|r| r["persons"].as_array().unwrap().len() >= 2));
+    assert!(out_dir.join("frames/000002.png").is_file());
+    assert!(
+        text(&out.stdout).contains("untrained"),
+        "the run must say the labels are untrained"
+    );
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}

@@ -1,0 +1,100 @@
+//! An RGB framebuffer in memory that embedded-graphics can draw on: the host's display, the source
+//! of PNG snapshots, and the target tests read pixels back from.
+
+use std::convert::Infallible;
+
+use embedded_graphics::pixelcolor::{Rgb888, RgbColor};
+use embedded_graphics::prelude::*;
+use embedded_graphics::primitives::Rectangle;
+
+/// A packed RGB888 image implementing `DrawTarget`.
+#[derive(Debug, Clone, Default)]
+pub struct RgbCanvas {
+    width: usize,
+    height: usize,
+    data: Vec<u8>,
+}
+
+impl RgbCanvas {
+    /// A black canvas of `width` x `height` pixels.
+    pub fn new(width: usize, height: usize) -> Self {
+        RgbCanvas {
+            width,
+            height,
+            data: vec![0; width * height * 3],
+        }
+    }
+
+    /// Changes the size, reusing the buffer when it is large enough.
+    pub fn resize(&mut self, width: usize, height: usize) {
+        self.width = width;
+        self.height = height;
+        self.data.resize(width * height * 3, 0);
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// The pixels, packed RGB, row after row.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The colour at (x, y), or `None` outside the canvas.
+    pub fn pixel(&self, x: usize, y: usize) -> Option<[u8; 3]> {
+        if x >= self.width || y >= self.height {
+            return None;
+        }
+        let i = (y * self.width + x) * 3;
+        Some([self.data[i], self.data[i + 1], self.data[i + 2]])
+    }
+
+    fn put(&mut self, p: Point, c: Rgb888) {
+        if p.x >= 0 && p.y >= 0 && (p.x as usize) < self.width && (p.y as usize) < self.height {
+            let i = (p.y as usize * self.width + p.x as usize) * 3;
+            self.data[i..i + 3].copy_from_slice(&[c.r(), c.g(), c.b()]);
+        }
+    }
+}
+
+impl OriginDimensions for RgbCanvas {
+    fn size(&self) -> Size {
+        Size::new(self.width as u32, self.height as u32)
+    }
+}
+
+impl DrawTarget for RgbCanvas {
+    type Color = Rgb888;
+    type Error = Infallible;
+
+    fn draw_iter<I>(&mut self, pixels: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Pixel<Self::Color>>,
+    {
+        for Pixel(p, c) in pixels {
+            self.put(p, c);
+        }
+        Ok(())
+    }
+
+    fn fill_solid(&mut self, area: &Rectangle, color: Self::Color) -> Result<(), Self::Error> {
+        let area = area.intersection(&self.bounding_box());
+        let Some(bottom_right) = area.bottom_right() else {
+            return Ok(());
+        };
+        let rgb = [color.r(), color.g(), color.b()];
+        for y in area.top_left.y..=bottom_right.y {
+            let start = (y as usize * self.width + area.top_left.x as usize) * 3;
+            let end = (y as usize * self.width + bottom_right.x as usize + 1) * 3;
+            for px in self.data[start..end].chunks_exact_mut(3) {
+                px.copy_from_slice(&rgb);
+            }
+        }
+        Ok(())
+    }
+}

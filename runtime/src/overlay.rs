@@ -1,0 +1,312 @@
+//! Draws a [`Scene`] over its frame on any embedded-graphics `DrawTarget`: a box per person, a line
+//! per related pair with its label and score near the middle, and a badge when the relation weights
+//! are untrained. The frame is scaled to the target, so a 240x240 panel and a 1080p screen both work.
+
+use core::fmt::Write as _;
+
+use embedded_graphics::mono_font::ascii::{FONT_10X20, FONT_6X10, FONT_7X13_BOLD, FONT_9X15_BOLD};
+use embedded_graphics::mono_font::{MonoFont, MonoTextStyleBuilder};
+use embedded_graphics::pixelcolor::Rgb888;
+use embedded_graphics::prelude::*;
+use embedded_graphics::primitives::{Line, PrimitiveStyle, Rectangle};
+use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
+use heapless::{String as HString, Vec as HVec};
+
+use crate::image::{Frame, PixelFormat};
+use crate::limits::{LABEL_TEXT_CAPACITY, MAX_PAIRS};
+use crate::scene::{Relation, Scene};
+
+/// Box colours, one per person id.
+const PERSON_COLOURS: [Rgb888; 8] = [
+    Rgb888::new(0, 200, 255),
+    Rgb888::new(255, 170, 0),
+    Rgb888::new(120, 230, 60),
+    Rgb888::new(255, 80, 160),
+    Rgb888::new(170, 120, 255),
+    Rgb888::new(255, 240, 60),
+    Rgb888::new(0, 230, 170),
+    Rgb888::new(255, 110, 80),
+];
+
+const INTIMATE: Rgb888 = Rgb888::new(255, 90, 170);
+const NON_INTIMATE: Rgb888 = Rgb888::new(60, 200, 255);
+const NO_RELATION: Rgb888 = Rgb888::new(190, 190, 190);
+const LABEL_BACKGROUND: Rgb888 = Rgb888::new(0, 0, 0);
+const BADGE_BACKGROUND: Rgb888 = Rgb888::new(255, 210, 0);
+
+/// The text of the badge shown when the relation weights were not trained on PISC.
+pub const UNTRAINED_BADGE: &str = "UNTRAINED WEIGHTS - labels are not recognition";
+/// The short form of [`UNTRAINED_BADGE`] for narrow screens.
+pub const UNTRAINED_BADGE_SHORT: &str = "UNTRAINED";
+
+/// Colour of a relation line, by its coarse group.
+pub fn relation_colour(r: &Relation) -> Rgb888 {
+    match r.coarse() {
+        "intimate" => INTIMATE,
+        "non-intimate" => NON_INTIMATE,
+        _ => NO_RELATION,
+    }
+}
+
+/// Colour of person `id`'s box.
+pub fn person_colour(id: u8) -> Rgb888 {
+    PERSON_COLOURS[id as usize % PERSON_COLOURS.len()]
+}
+
+fn font_for(width: u32) -> &'static MonoFont<'static> {
+    match width {
+        0..=400 => &FONT_6X10,
+        401..=900 => &FONT_7X13_BOLD,
+        901..=1600 => &FONT_9X15_BOLD,
+        _ => &FONT_10X20,
+    }
+}
+
+/// Copies an RGB frame onto the whole target (nearest-neighbour scaling).
+pub fn draw_frame<D>(target: &mut D, frame: &Frame) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = Rgb888> + OriginDimensions,
+{
+    let size = target.size();
+    if frame.format != PixelFormat::Rgb || frame.width == 0 || frame.height == 0 || size.width == 0
+    {
+        return Ok(());
+    }
+    let (tw, th) = (size.width as usize, size.height as usize);
+    let colours = (0..th).flat_map(|y| {
+        let sy = (y * frame.height / th).min(frame.height - 1);
+        (0..tw).map(move |x| {
+            let sx = (x * frame.width / tw).min(frame.width - 1);
+            let i = sy * frame.stride + sx * 3;
+            frame
+                .data
+                .get(i..i + 3)
+                .map_or(Rgb888::new(0, 0, 0), |p| Rgb888::new(p[0], p[1], p[2]))
+        })
+    });
+    target.fill_contiguous(&Rectangle::new(Point::zero(), size), colours)
+}
+
+/// Draws `scene` (in the coordinates of its `width` x `height` frame) over the whole target.
+pub fn draw_scene<D>(target: &mut D, scene: &Scene, untrained: bool) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = Rgb888> + OriginDimensions,
+{
+    let size = target.size();
+    if scene.width == 0 || scene.height == 0 {
+        return Ok(());
+    }
+    let sx = size.width as f32 / scene.width as f32;
+    let sy = size.height as f32 / scene.height as f32;
+    let stroke = (size.width / 320).max(2);
+    let to_target = |x: f32, y: f32| Point::new((x * sx).round() as i32, (y * sy).round() as i32);
+    // Lines from a point a third down each box (about the face or chest).
+    let anchor = |i: u8| {
+        let b = scene.persons[i as usize].bbox;
+        to_target((b[0] + b[2]) / 2.0, b[1] + (b[3] - b[1]) / 3.0)
+    };
+    for r in &scene.relations {
+        Line::new(anchor(r.a), anchor(r.b))
+            .into_styled(PrimitiveStyle::with_stroke(relation_colour(r), stroke))
+            .draw(target)?;
+    }
+    for p in &scene.persons {
+        let tl = to_target(p.bbox[0], p.bbox[1]);
+        let br = to_target(p.bbox[2], p.bbox[3]);
+        let rect = Rectangle::with_corners(tl, br);
+        rect.into_styled(PrimitiveStyle::with_stroke(person_colour(p.id), stroke))
+            .draw(target)?;
+    }
+    let font = font_for(size.width);
+    let centred = TextStyleBuilder::new()
+        .alignment(Alignment::Center)
+        .baseline(Baseline::Middle)
+        .build();
+    let char_w = font.character_size.width + font.character_spacing;
+    let mut placed: HVec<Rectangle, MAX_PAIRS> = HVec::new();
+    for r in &scene.relations {
+        let (a, b) = (anchor(r.a), anchor(r.b));
+        let mut text: HString<LABEL_TEXT_CAPACITY> = HString::new();
+        let _ = write!(text, "{} {:.2}", r.label(), r.score());
+        let size = Size::new(text.len() as u32 * char_w, font.character_size.height);
+        let (at, rect) = label_place(a, b, size, &placed);
+        // Cannot fail: one rectangle per relation, and there are at most MAX_PAIRS.
+        let _ = placed.push(rect);
+        let style = MonoTextStyleBuilder::new()
+            .font(font)
+            .text_color(relation_colour(r))
+            .background_color(LABEL_BACKGROUND)
+            .build();
+        Text::with_text_style(&text, at, style, centred).draw(target)?;
+    }
+    for p in &scene.persons {
+        let mut text: HString<LABEL_TEXT_CAPACITY> = HString::new();
+        let _ = write!(text, "P{} {:.2}", p.id, p.score);
+        let style = MonoTextStyleBuilder::new()
+            .font(&FONT_6X10)
+            .text_color(LABEL_BACKGROUND)
+            .background_color(person_colour(p.id))
+            .build();
+        let tl = to_target(p.bbox[0], p.bbox[1]);
+        Text::with_baseline(&text, tl, style, Baseline::Top).draw(target)?;
+    }
+    if untrained {
+        draw_untrained_badge(target)?;
+    }
+    Ok(())
+}
+
+/// Where a label of `size` goes for the line a..b: the line's middle, or the first of a few other
+/// points along it (or just above or below them) whose label box overlaps no label already
+/// placed; the middle when all of them do.
+fn label_place(a: Point, b: Point, size: Size, placed: &[Rectangle]) -> (Point, Rectangle) {
+    let at = |t: f32, dy: i32| {
+        Point::new(
+            a.x + ((b.x - a.x) as f32 * t) as i32,
+            a.y + ((b.y - a.y) as f32 * t) as i32 + dy,
+        )
+    };
+    let free = |rect: &Rectangle| {
+        placed.iter().all(|q| {
+            let i = q.intersection(rect);
+            i.size.width == 0 || i.size.height == 0
+        })
+    };
+    let step = size.height as i32 + 2;
+    for dy in [0, step, -step] {
+        for t in [0.5, 0.35, 0.65, 0.2, 0.8] {
+            let rect = Rectangle::with_center(at(t, dy), size);
+            if free(&rect) {
+                return (at(t, dy), rect);
+            }
+        }
+    }
+    (at(0.5, 0), Rectangle::with_center(at(0.5, 0), size))
+}
+
+/// The badge in the top-right corner that says the relation labels come from untrained weights.
+pub fn draw_untrained_badge<D>(target: &mut D) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = Rgb888> + OriginDimensions,
+{
+    let size = target.size();
+    let font = font_for(size.width);
+    let char_w = font.character_size.width + font.character_spacing;
+    let text = if (UNTRAINED_BADGE.len() as u32 + 2) * char_w <= size.width {
+        UNTRAINED_BADGE
+    } else {
+        UNTRAINED_BADGE_SHORT
+    };
+    let style = MonoTextStyleBuilder::new()
+        .font(font)
+        .text_color(LABEL_BACKGROUND)
+        .background_color(BADGE_BACKGROUND)
+        .build();
+    let right = TextStyleBuilder::new()
+        .alignment(Alignment::Right)
+        .baseline(Baseline::Top)
+        .build();
+    let pos = Point::new(
+        size.width as i32 - char_w as i32,
+        font.character_size.height as i32 / 2,
+    );
+    Text::with_text_style(text, pos, style, right).draw(target)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canvas::RgbCanvas;
+    use crate::scene::Person;
+    use embedded_graphics::pixelcolor::RgbColor;
+
+    fn scene() -> Scene {
+        let mut s = Scene {
+            width: 320,
+            height: 240,
+            ..Default::default()
+        };
+        s.persons
+            .push(Person {
+                id: 0,
+                bbox: [20.0, 40.0, 100.0, 220.0],
+                score: 0.9,
+            })
+            .unwrap();
+        s.persons
+            .push(Person {
+                id: 1,
+                bbox: [200.0, 30.0, 300.0, 230.0],
+                score: 0.8,
+            })
+            .unwrap();
+        s.relations
+            .push(Relation {
+                a: 0,
+                b: 1,
+                probs: [0.7, 0.1, 0.05, 0.05, 0.05, 0.05],
+            })
+            .unwrap();
+        s
+    }
+
+    fn colour(c: Rgb888) -> [u8; 3] {
+        [c.r(), c.g(), c.b()]
+    }
+
+    #[test]
+    fn boxes_lines_and_badge_land_where_expected() {
+        let grey = vec![90u8; 320 * 240 * 3];
+        let frame = Frame::packed(320, 240, PixelFormat::Rgb, &grey);
+        let mut canvas = RgbCanvas::new(640, 480);
+        draw_frame(&mut canvas, &frame).unwrap();
+        assert_eq!(canvas.pixel(5, 470), Some([90, 90, 90]));
+        draw_scene(&mut canvas, &scene(), true).unwrap();
+        // Person 0's box: left edge at x = 40 on a canvas scaled 2x; its bottom edge at y = 440.
+        assert_eq!(canvas.pixel(40, 300), Some(colour(person_colour(0))));
+        assert_eq!(canvas.pixel(100, 440), Some(colour(person_colour(0))));
+        assert_eq!(canvas.pixel(600, 300), Some(colour(person_colour(1))));
+        // The pair line passes a quarter of the way between the two anchors.
+        let (a, b) = ((120.0f32, 200.0f32), (500.0f32, 193.3f32));
+        let q = (a.0 + (b.0 - a.0) / 4.0, a.1 + (b.1 - a.1) / 4.0);
+        let near: Vec<_> = (-2..=2)
+            .filter_map(|d| canvas.pixel(q.0 as usize, (q.1 as i32 + d) as usize))
+            .collect();
+        assert!(near.contains(&colour(INTIMATE)), "{near:?}");
+        // The label's black background sits at the middle of the line.
+        let black = (285..335)
+            .flat_map(|x| (192..202).map(move |y| (x, y)))
+            .filter(|&(x, y)| canvas.pixel(x, y) == Some([0, 0, 0]))
+            .count();
+        assert!(
+            black > 200,
+            "{black} label background pixels around the line's middle"
+        );
+        // The untrained badge is drawn in the top-right corner.
+        let badge = (400..630)
+            .filter(|&x| canvas.pixel(x, 8) == Some(colour(BADGE_BACKGROUND)))
+            .count();
+        assert!(badge > 100, "{badge} badge pixels");
+    }
+
+    #[test]
+    fn crossing_labels_are_moved_apart() {
+        let size = Size::new(60, 10);
+        let (first, r1) = label_place(Point::new(0, 100), Point::new(200, 100), size, &[]);
+        assert_eq!(first, Point::new(100, 100));
+        let (second, r2) = label_place(Point::new(100, 0), Point::new(100, 200), size, &[r1]);
+        assert_ne!(second, first);
+        assert_eq!(r1.intersection(&r2).size.height, 0);
+    }
+
+    #[test]
+    fn no_badge_for_trained_weights() {
+        let mut canvas = RgbCanvas::new(640, 480);
+        draw_scene(&mut canvas, &scene(), false).unwrap();
+        let badge = (0..640)
+            .filter(|&x| canvas.pixel(x, 8) == Some(colour(BADGE_BACKGROUND)))
+            .count();
+        assert_eq!(badge, 0);
+    }
+}

@@ -1,0 +1,350 @@
+//! The shipped model files: checksums, contracts, tract against PyTorch, and what the detector finds.
+
+mod common;
+
+use std::io::Read;
+
+use common::{demo_frames, demo_frames_dir, model, repo};
+use heapless::Vec as HVec;
+use kith_runtime::detect::{iou, Decoder, DetectorSettings, PersonDetector};
+use kith_runtime::image::{Frame, PixelFormat, Resize};
+use kith_runtime::limits::MAX_PERSONS;
+use kith_runtime::model::{output_f32, ModelFile};
+use kith_runtime::model_info::inspect;
+use kith_runtime::relate::{RelationModel, UNTRAINED};
+use kith_runtime::Person;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn sha256_hex(path: &std::path::Path) -> String {
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut h = Sha256::new();
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn models_match_their_recorded_sha256() {
+    let text = std::fs::read_to_string(repo().join("models/MODELS.md")).unwrap();
+    let rows: Vec<(String, u64, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<_> = l
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            match cells[..] {
+                [file, bytes, sha] if file.ends_with(".onnx") => {
+                    Some((file.to_owned(), bytes.parse().ok()?, sha.to_owned()))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    assert!(rows.len() >= 3, "MODELS.md lists {} files", rows.len());
+    for (file, bytes, sha) in &rows {
+        let path = model(file);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            *bytes,
+            "{file}: size differs from MODELS.md"
+        );
+        assert_eq!(
+            &sha256_hex(&path),
+            sha,
+            "{file}: sha256 differs from MODELS.md"
+        );
+    }
+    for entry in std::fs::read_dir(repo().join("models")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".onnx") {
+            assert!(
+                rows.iter().any(|r| r.0 == name),
+                "{name} has no row in MODELS.md"
+            );
+            assert!(
+                std::fs::metadata(model(&name)).unwrap().len() < 100 * 1024 * 1024,
+                "{name} is over 100 MB"
+            );
+        }
+    }
+}
+
+fn reference() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(model("gritv2-s.reference.json")).unwrap())
+        .unwrap()
+}
+
+fn flat(v: &Value) -> Vec<f32> {
+    match v {
+        Value::Array(items) => items.iter().flat_map(flat).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap() as f32],
+        other => panic!("not a number: {other}"),
+    }
+}
+
+/// Runs a GRITv2-S file on the reference input and returns its logits.
+fn run_reference(file: &str) -> (Vec<f32>, Value) {
+    let r = reference();
+    let mut m = ModelFile::load(&model(file), 1).unwrap();
+    let image = m.input_index("image", Some(&[1, 3, 224, 224])).unwrap();
+    let img = m.input_mut(image).unwrap();
+    for c in 0..3 {
+        for y in 0..224 {
+            for x in 0..224 {
+                img[(c * 224 + y) * 224 + x] = ((c * 61 + y * 7 + x * 13) % 256) as f32 / 255.0;
+            }
+        }
+    }
+    let boxes = m.input_index("boxes", None).unwrap();
+    m.input_mut(boxes)
+        .unwrap()
+        .copy_from_slice(&flat(&r["boxes"]));
+    let mask = m.input_index("mask", None).unwrap();
+    m.input_mut(mask)
+        .unwrap()
+        .copy_from_slice(&flat(&r["mask"]));
+    let logits = m.output_index("logits", Some(&[1, 8, 8, 6])).unwrap();
+    let out = m.run().unwrap();
+    (output_f32(&m, &out, logits).unwrap().to_vec(), r)
+}
+
+#[test]
+fn gritv2_fp32_in_tract_matches_pytorch_within_1e_4() {
+    let (got, r) = run_reference("gritv2-s.fp32.onnx");
+    assert_eq!(
+        r["image_formula"],
+        "image[0,c,y,x] = ((c*61 + y*7 + x*13) % 256) / 255.0"
+    );
+    let want = flat(&r["fp32"]["logits"]);
+    assert_eq!(got.len(), want.len());
+    let max_diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    println!("max |tract - torch| = {max_diff:e}");
+    assert!(max_diff < 1e-4, "tract and PyTorch differ by {max_diff}");
+    let spread = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(
+        spread > 1e-2,
+        "reference logits are all near zero: the comparison would prove nothing"
+    );
+}
+
+#[test]
+fn gritv2_files_declare_untrained_weights_and_pisc_labels() {
+    for file in ["gritv2-s.fp32.onnx", "gritv2-s.int8.onnx"] {
+        let r = RelationModel::load(&model(file), 1).unwrap();
+        assert_eq!(r.weights(), UNTRAINED, "{file}");
+        assert!(r.is_untrained());
+    }
+}
+
+#[test]
+fn int8_file_size_and_counts_are_as_documented() {
+    let int8 = inspect(&model("gritv2-s.int8.onnx")).unwrap();
+    let mb = int8.bytes as f64 / 1e6;
+    assert!((15.0..=30.0).contains(&mb), "INT8 file is {mb:.1} MB");
+    assert!(
+        int8.params_by_type.get("int8").copied().unwrap_or(0) > 15_000_000,
+        "{:?}",
+        int8.params_by_type
+    );
+    let fp32 = inspect(&model("gritv2-s.fp32.onnx")).unwrap();
+    assert!(
+        (20_000_000..22_000_000).contains(&fp32.params),
+        "{} parameters",
+        fp32.params
+    );
+    // Same network: the MACs agree within a few percent whatever the precision.
+    let ratio = int8.macs as f64 / fp32.macs as f64;
+    assert!(
+        (0.95..1.05).contains(&ratio),
+        "int8 {} vs fp32 {} MACs",
+        int8.macs,
+        fp32.macs
+    );
+    assert!(fp32.macs > 2_000_000_000, "{} MACs", fp32.macs);
+}
+
+#[test]
+fn detector_finds_every_person_in_the_demo_frames() {
+    let gt: Value = serde_json::from_str(
+        &std::fs::read_to_string(demo_frames_dir().join("ground-truth.json")).unwrap(),
+    )
+    .unwrap();
+    let mut det = PersonDetector::load(
+        &model("person-detector.onnx"),
+        1,
+        DetectorSettings::default(),
+    )
+    .unwrap();
+    let frames = demo_frames();
+    let mut found = 0;
+    let mut total = 0;
+    for entry in gt["frames"].as_array().unwrap() {
+        let file = entry["file"].as_str().unwrap();
+        let (_, img) = frames.iter().find(|(n, _)| n == file).unwrap();
+        det.prepare(&img.as_frame()).unwrap();
+        let mut persons: HVec<Person, MAX_PERSONS> = HVec::new();
+        det.detect(img.width, img.height, &mut persons).unwrap();
+        for b in entry["persons"].as_array().unwrap() {
+            let b: Vec<f32> = b
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            let truth = [b[0], b[1], b[2], b[3]];
+            let best = persons
+                .iter()
+                .map(|p| iou(&p.bbox, &truth))
+                .fold(0.0, f32::max);
+            total += 1;
+            if best >= 0.5 {
+                found += 1;
+            } else {
+                println!("{file}: person {truth:?} best IoU {best:.2}; detections {persons:?}");
+            }
+        }
+    }
+    println!("found {found} of {total} demo persons");
+    assert_eq!(found, total, "the detector missed demo persons");
+}
+
+/// Builds a tiny ONNX graph whose output is a fixed YOLOv8-style [1, 4 + 2, 5] tensor.
+fn yolo_graph(path: &std::path::Path, rows: &[f32]) {
+    use prost::Message;
+    use tract_onnx::pb::{self, tensor_shape_proto::dimension::Value as Dim, type_proto};
+    let float = pb::tensor_proto::DataType::Float as i32;
+    let value_info = |name: &str, dims: &[i64]| pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: float,
+                shape: Some(pb::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| pb::tensor_shape_proto::Dimension {
+                            value: Some(Dim::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let tensor = |name: &str, dims: &[i64], data: Vec<f32>| pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: float,
+        float_data: data,
+        ..Default::default()
+    };
+    let node = |op: &str, inputs: &[&str], output: &str| pb::NodeProto {
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        name: output.into(),
+        ..Default::default()
+    };
+    let graph = pb::GraphProto {
+        name: "yolo-test".into(),
+        node: vec![
+            node("ReduceMax", &["image"], "m"),
+            node("Reshape", &["m", "shape"], "m3"),
+            node("Mul", &["m3", "zero"], "z"),
+            node("Add", &["z", "rows"], "output0"),
+        ],
+        initializer: vec![
+            pb::TensorProto {
+                name: "shape".into(),
+                dims: vec![3],
+                data_type: pb::tensor_proto::DataType::Int64 as i32,
+                int64_data: vec![1, 1, 1],
+                ..Default::default()
+            },
+            tensor("zero", &[1, 1, 1], vec![0.0]),
+            tensor("rows", &[1, 6, 5], rows.to_vec()),
+        ],
+        input: vec![value_info("image", &[1, 3, 32, 32])],
+        output: vec![value_info("output0", &[1, 6, 5])],
+        ..Default::default()
+    };
+    let proto = pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    };
+    std::fs::write(path, proto.encode_to_vec()).unwrap();
+}
+
+#[test]
+fn yolov8_decoder_filters_class_threshold_and_overlaps() {
+    // Five anchors; rows are cx, cy, w, h, class-0 score, person (class-1) score.
+    #[rustfmt::skip]
+    let rows = [
+        10.0, 10.5, 24.0, 5.0, 20.0,   // cx
+        10.0, 10.0, 20.0, 20.0, 20.0,  // cy
+        8.0, 8.0, 6.0, 4.0, 4.0,       // w
+        12.0, 12.0, 10.0, 8.0, 8.0,    // h
+        0.1, 0.1, 0.95, 0.1, 0.1,      // class 0
+        0.9, 0.8, 0.1, 0.5, 0.2,       // class 1 = person
+    ];
+    let path = std::env::temp_dir().join(format!("kith-yolo-{}.onnx", std::process::id()));
+    yolo_graph(&path, &rows);
+    let settings = DetectorSettings {
+        decoder: Decoder::Yolov8 { person_class: 1 },
+        score_threshold: 0.35,
+        nms_iou: 0.45,
+        resize: Some(Resize::Stretch),
+    };
+    let mut det = PersonDetector::load(&path, 1, settings).unwrap();
+    // A 64x32 frame stretched into 32x32: x halves, y stays.
+    let pixels = vec![128u8; 64 * 32 * 3];
+    det.prepare(&Frame::packed(64, 32, PixelFormat::Rgb, &pixels))
+        .unwrap();
+    let mut persons: HVec<Person, MAX_PERSONS> = HVec::new();
+    det.detect(64, 32, &mut persons).unwrap();
+    assert_eq!(persons.len(), 2, "{persons:?}");
+    assert_eq!(persons[0].bbox, [12.0, 4.0, 28.0, 16.0]);
+    assert_eq!(persons[0].score, 0.9);
+    assert_eq!(persons[1].bbox, [6.0, 16.0, 14.0, 24.0]);
+    assert_eq!((persons[0].id, persons[1].id), (0, 1));
+    let bad = DetectorSettings {
+        decoder: Decoder::Yolov8 { person_class: 2 },
+        ..settings
+    };
+    let err = PersonDetector::load(&path, 1, bad).unwrap_err().to_string();
+    assert!(err.contains("detector.person_class"), "{err}");
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn a_truncated_model_fails_with_a_one_line_error_naming_it() {
+    let bytes = std::fs::read(model("person-detector.onnx")).unwrap();
+    let path = std::env::temp_dir().join(format!("kith-truncated-{}.onnx", std::process::id()));
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    let err = PersonDetector::load(&path, 1, DetectorSettings::default())
+        .unwrap_err()
+        .to_string();
+    std::fs::remove_file(&path).unwrap();
+    assert!(err.contains("kith-truncated"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+}

@@ -1,0 +1,26 @@
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import common  # noqa: E402
+
+SHIPPED = os.path.join(common.MODELS, "person-detector.onnx")
+SHIPPED_ALT = os.path.join(common.MODELS, "person-detector-alt.onnx")
+
+
+@pytest.fixture(scope="session")
+def shipped():
+    assert os.path.exists(SHIPPED), "models/person-detector.onnx missing: run make_nanodet.py"
+    return SHIPPED
+
+
+@pytest.fixture(scope="session")
+def ssdlite_candidate(tmp_path_factory):
+    """The SSDLite conversion (not shipped: over 10 MB), built fresh."""
+    import make_ssdlite
+    return make_ssdlite.build(str(tmp_path_factory.mktemp("ssd") / "ssdlite-person.onnx"))
