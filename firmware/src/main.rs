@@ -2,23 +2,24 @@
 //! every pair with GRITv2-S and draws the labels. `cargo run --release` with no arguments plays the
 //! bundled demo frames (board-configs/demo.toml) into ./out.
 
-mod camera;
-mod config;
-mod display;
-mod output;
-mod run;
-
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use kith_runtime::alloc_count::CountingAllocator;
+use kith::config::BoardConfig;
+use kith::session::{Drawing, Session, SessionError, SessionOptions, Step};
+use kith_runtime::alloc_count::{self, CountingAllocator};
+use kith_runtime::Pipeline;
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// The board config `kith` runs when given no arguments.
 const DEMO_BOARD: &str = "board-configs/demo.toml";
+
+/// Exit status for a bad board config or model file, as `kith check` documents.
+const EXIT_BAD_CONFIG: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -45,19 +46,19 @@ enum Command {
 
 /// Arguments of `kith run`.
 #[derive(Args, Debug, Clone)]
-pub struct RunArgs {
+struct RunArgs {
     /// Board config (TOML).
     #[arg(long, default_value = DEMO_BOARD)]
-    pub board: PathBuf,
+    board: PathBuf,
     /// Replace the board's camera with an image file or a folder of JPEG/PNG images (name order).
     #[arg(long)]
-    pub source: Option<PathBuf>,
+    source: Option<PathBuf>,
     /// Output folder: results.jsonl and frames/NNNNNN.png.
     #[arg(long, default_value = "out")]
-    pub out: PathBuf,
+    out: PathBuf,
     /// Stop after this many frames.
     #[arg(long)]
-    pub frames: Option<u64>,
+    frames: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -69,14 +70,120 @@ fn main() -> ExitCode {
         frames: None,
     }));
     let result = match command {
-        Command::Run(args) => run::run(&args),
-        Command::Check { board } => run::check(&board),
+        Command::Run(args) => run(&args),
+        Command::Check { board } => check(&board),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kith: error: {}", format!("{e:#}").replace('\n', " "));
-            ExitCode::from(run::exit_code(&e))
+            let config = e.chain().any(|c| {
+                c.downcast_ref::<SessionError>()
+                    .is_some_and(SessionError::is_config)
+            });
+            ExitCode::from(if config { EXIT_BAD_CONFIG } else { 1 })
         }
+    }
+}
+
+/// `kith check`: validates the config and loads both models, opening no device.
+fn check(board: &Path) -> Result<()> {
+    let config = BoardConfig::load(board).map_err(SessionError::from)?;
+    let pipeline = Pipeline::load(
+        &config.detector.model,
+        &config.relation.model,
+        config.pipeline_settings(),
+    )
+    .map_err(SessionError::from)?;
+    let (w, h) = pipeline.detector().input_size();
+    println!(
+        "{}: ok (board \"{}\"; detector {} {w}x{h}; relations {} weights={})",
+        board.display(),
+        config.name,
+        pipeline.detector().model().file_name(),
+        pipeline.relation().model().file_name(),
+        pipeline.relation().weights(),
+    );
+    Ok(())
+}
+
+/// `kith run`: plays the source through the pipeline into the display and outputs.
+fn run(args: &RunArgs) -> Result<()> {
+    let config = BoardConfig::load(&args.board).map_err(SessionError::from)?;
+    let options = SessionOptions {
+        source: args.source.clone(),
+        out: Some(args.out.clone()),
+        threads: None,
+        repeat: false,
+        drawing: Drawing::Board,
+    };
+    let mut session = Session::open(&config, &options)?;
+    print_banner(&config, session.pipeline());
+    let limit = args.frames.unwrap_or(u64::MAX);
+    let (mut done, mut skipped) = (0u64, 0u64);
+    while done < limit {
+        match session.step()? {
+            Step::End => break,
+            Step::Skipped(e) => {
+                eprintln!("kith: warning: {e}");
+                skipped += 1;
+            }
+            Step::Frame => {
+                let scene = session.scene();
+                println!(
+                    "frame {:>6} {:<24} {} persons, {} pairs, {:.1} ms",
+                    scene.frame,
+                    scene.source.as_str(),
+                    scene.persons.len(),
+                    scene.relations.len(),
+                    scene.timings.total as f64 / 1000.0
+                );
+                done += 1;
+            }
+        }
+    }
+    println!();
+    print!(
+        "{}",
+        session
+            .pipeline()
+            .profile()
+            .table(alloc_count::is_counting())
+    );
+    let results = args.out.join("results.jsonl");
+    match session.snapshot_dir(&args.out) {
+        Some(dir) => println!(
+            "wrote {done} frames to {} and PNG snapshots to {}",
+            results.display(),
+            dir.display()
+        ),
+        None => println!("wrote {done} frames to {}", results.display()),
+    }
+    if skipped > 0 {
+        println!("skipped {skipped} unreadable frames (see warnings above)");
+    }
+    Ok(())
+}
+
+fn print_banner(config: &BoardConfig, pipeline: &Pipeline) {
+    let (w, h) = pipeline.detector().input_size();
+    println!(
+        "kith {} on board \"{}\", {} thread(s)",
+        env!("CARGO_PKG_VERSION"),
+        config.name,
+        config.threads
+    );
+    println!(
+        "  detector  {} ({w}x{h}, {:?})",
+        pipeline.detector().model().path().display(),
+        pipeline.detector().resize_mode()
+    );
+    println!(
+        "  relations {} (weights: {})",
+        pipeline.relation().model().path().display(),
+        pipeline.relation().weights()
+    );
+    if pipeline.relation().is_untrained() {
+        println!("  NOTE: the relation weights are untrained (not trained on PISC): the labels are NOT recognition.");
     }
 }

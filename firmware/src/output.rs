@@ -5,8 +5,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use kith_runtime::Scene;
+
+use crate::OutputError;
 
 /// Appends scenes to a JSON lines file.
 pub struct JsonLines {
@@ -17,9 +18,9 @@ pub struct JsonLines {
 
 impl JsonLines {
     /// Creates (truncates) `path`.
-    pub fn create(path: &Path) -> Result<Self> {
-        let file =
-            File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
+    pub fn create(path: &Path) -> Result<Self, OutputError> {
+        let file = File::create(path)
+            .map_err(|e| OutputError::new(path, format!("cannot create: {e}")))?;
         Ok(JsonLines {
             path: path.to_owned(),
             file: BufWriter::new(file),
@@ -28,12 +29,14 @@ impl JsonLines {
     }
 
     /// Writes one scene and flushes.
-    pub fn write(&mut self, scene: &Scene, weights: &str) -> Result<()> {
+    pub fn write(&mut self, scene: &Scene, weights: &str) -> Result<(), OutputError> {
         self.line.clear();
-        scene.write_json_line(weights, &mut self.line)?;
+        scene
+            .write_json_line(weights, &mut self.line)
+            .map_err(|e| OutputError::new(&self.path, e))?;
         self.file
             .write_all(&self.line)
             .and_then(|_| self.file.flush())
-            .with_context(|| format!("{}: cannot write", self.path.display()))
+            .map_err(|e| OutputError::new(&self.path, format!("cannot write: {e}")))
     }
 }

@@ -180,6 +180,11 @@ impl PersonDetector {
         &self.model
     }
 
+    /// The model, mutable (to profile it on its last input).
+    pub fn model_mut(&mut self) -> &mut ModelFile {
+        &mut self.model
+    }
+
     /// The model's input size, width x height.
     pub fn input_size(&self) -> (usize, usize) {
         (self.width, self.height)

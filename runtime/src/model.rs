@@ -242,6 +242,55 @@ impl ModelFile {
     }
 }
 
+/// Time spent in one node of the optimised graph over a profiled run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeTime {
+    pub name: String,
+    /// The tract operator, e.g. `OptMatMul`, `Conv`, `Softmax`.
+    pub op: String,
+    pub time: std::time::Duration,
+}
+
+impl ModelFile {
+    /// Runs the model `runs` times on its current inputs, timing every node of the optimised graph;
+    /// returns the nodes that ran, with their total time, in plan order.
+    pub fn profile_nodes(&mut self, runs: usize) -> Result<Vec<NodeTime>> {
+        let nodes = self.state.model().nodes().len();
+        let mut times = vec![std::time::Duration::ZERO; nodes];
+        let mut ran = vec![false; nodes];
+        for _ in 0..runs {
+            let inputs: TVec<TValue> = self
+                .input_tensors
+                .iter()
+                .map(|t| TValue::from_const(t.clone()))
+                .collect();
+            self.state
+                .run_plan_with_eval(inputs, |ctx, op_state, node, values| {
+                    let start = std::time::Instant::now();
+                    let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, values);
+                    times[node.id] += start.elapsed();
+                    ran[node.id] = true;
+                    out
+                })
+                .map_err(|e| Error::ModelRun {
+                    model: self.path.display().to_string(),
+                    detail: Error::one_line(&e),
+                })?;
+        }
+        let model = self.state.model();
+        Ok(model
+            .nodes()
+            .iter()
+            .filter(|n| ran[n.id])
+            .map(|n| NodeTime {
+                name: n.name.clone(),
+                op: n.op().name().into_owned(),
+                time: times[n.id],
+            })
+            .collect())
+    }
+}
+
 /// Reads output `ix` of a run as f32 values.
 pub fn output_f32<'a>(model: &ModelFile, outputs: &'a [TValue], ix: usize) -> Result<&'a [f32]> {
     outputs

@@ -10,6 +10,7 @@ use embedded_graphics::prelude::*;
 use crate::alloc_count::AllocCounts;
 use crate::detect::{DetectorSettings, PersonDetector};
 use crate::image::{Frame, PixelFormat, RgbImage};
+use crate::model::ModelFile;
 use crate::overlay;
 use crate::profile::{micros_since, Profile};
 use crate::relate::RelationModel;
@@ -68,6 +69,11 @@ impl Pipeline {
         &self.relation
     }
 
+    /// Both models, for profiling them outside the frame loop: (detector, relation).
+    pub fn models_mut(&mut self) -> (&mut ModelFile, &mut ModelFile) {
+        (self.detector.model_mut(), self.relation.model_mut())
+    }
+
     /// The last frame's result.
     pub fn scene(&self) -> &Scene {
         &self.scene
@@ -76,6 +82,11 @@ impl Pipeline {
     /// Latency distributions over the frames finished so far.
     pub fn profile(&self) -> &Profile {
         &self.profile
+    }
+
+    /// Forgets the frames recorded so far (e.g. warm-up frames before a measurement).
+    pub fn reset_profile(&mut self) {
+        self.profile = Profile::default();
     }
 
     /// Detects the persons of `frame` and relates every pair. `source` names the frame in the

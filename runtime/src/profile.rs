@@ -192,6 +192,7 @@ pub struct Profile {
     model_allocs: Histogram,
     model_alloc_bytes: u64,
     own_allocs: u64,
+    own_alloc_bytes: u64,
 }
 
 impl Profile {
@@ -203,6 +204,17 @@ impl Profile {
         self.model_allocs.record(allocs.model);
         self.model_alloc_bytes += allocs.model_bytes;
         self.own_allocs += allocs.own;
+        self.own_alloc_bytes += allocs.own_bytes;
+    }
+
+    /// Allocations of all frames recorded, kith's own and the models'.
+    pub fn allocation_totals(&self) -> AllocCounts {
+        AllocCounts {
+            own: self.own_allocs,
+            own_bytes: self.own_alloc_bytes,
+            model: (self.model_allocs.mean() * self.frames() as f64).round() as u64,
+            model_bytes: self.model_alloc_bytes,
+        }
     }
 
     /// The distribution of `stage`.

@@ -80,6 +80,11 @@ impl RelationModel {
         &self.model
     }
 
+    /// The model, mutable (to profile it on its last input).
+    pub fn model_mut(&mut self) -> &mut ModelFile {
+        &mut self.model
+    }
+
     /// What the weights are: [`UNTRAINED`] or a trained model's name/version.
     pub fn weights(&self) -> &str {
         &self.weights

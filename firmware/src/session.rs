@@ -1,0 +1,201 @@
+//! A session: frames from the board's camera (or a replacement source) through the pipeline into
+//! the display and the outputs, one frame per [`Session::step`].
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use kith_runtime::canvas::RgbCanvas;
+use kith_runtime::profile::micros_since;
+use kith_runtime::{Pipeline, Scene};
+
+use crate::camera::replay::ReplaySource;
+use crate::camera::{FrameSource, SourceError};
+use crate::config::{BoardConfig, CameraConfig, ConfigError, DisplayConfig};
+use crate::display::png::PngSnapshots;
+use crate::output::JsonLines;
+use crate::OutputError;
+
+/// Why a session stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Pipeline(#[from] kith_runtime::Error),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
+impl SessionError {
+    /// Whether the error is in the board config or its model files (exit status 2).
+    pub fn is_config(&self) -> bool {
+        use kith_runtime::Error as E;
+        matches!(
+            self,
+            SessionError::Config(_)
+                | SessionError::Pipeline(
+                    E::ModelLoad { .. } | E::ModelContract { .. } | E::Setting { .. }
+                )
+        )
+    }
+}
+
+/// Where frames are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drawing {
+    /// As the board config says (PNG snapshots or none).
+    Board,
+    /// Every frame onto an in-memory canvas, written nowhere (benchmarks).
+    Memory,
+    /// No drawing at all.
+    Off,
+}
+
+/// How a session is opened.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Replaces the board's camera with image files.
+    pub source: Option<PathBuf>,
+    /// Folder for results.jsonl and PNG snapshots; `None` writes no files.
+    pub out: Option<PathBuf>,
+    /// Replaces the board's thread count.
+    pub threads: Option<usize>,
+    /// Play the source in a loop whatever the board says (benchmarks of many frames).
+    pub repeat: bool,
+    pub drawing: Drawing,
+}
+
+/// What [`Session::step`] did.
+#[derive(Debug)]
+pub enum Step {
+    /// A frame went through; its result is [`Session::scene`].
+    Frame,
+    /// The source gave an unreadable frame, skipped.
+    Skipped(SourceError),
+    /// The source has no more frames.
+    End,
+}
+
+/// Frames from a source through the pipeline into display and outputs.
+pub struct Session {
+    source: Box<dyn FrameSource>,
+    pipeline: Pipeline,
+    canvas: Option<RgbCanvas>,
+    snapshots: Option<PngSnapshots>,
+    results: Option<JsonLines>,
+    weights: String,
+    frames: u64,
+}
+
+impl Session {
+    /// Opens the source, loads the models and creates the outputs for `config`.
+    pub fn open(config: &BoardConfig, options: &SessionOptions) -> Result<Self, SessionError> {
+        let source: Box<dyn FrameSource> = match (&options.source, &config.camera) {
+            (Some(path), _) => Box::new(ReplaySource::open(path, options.repeat)?),
+            (None, CameraConfig::Replay { path, repeat }) => {
+                Box::new(ReplaySource::open(path, *repeat || options.repeat)?)
+            }
+        };
+        let mut settings = config.pipeline_settings();
+        if let Some(threads) = options.threads {
+            settings.threads = threads;
+        }
+        let pipeline = Pipeline::load(&config.detector.model, &config.relation.model, settings)?;
+        let out = options.out.as_deref();
+        if let Some(dir) = out {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| OutputError::new(dir, format!("cannot create: {e}")))?;
+        }
+        let results = out
+            .map(|dir| JsonLines::create(&dir.join("results.jsonl")))
+            .transpose()?;
+        let snapshots = match (options.drawing, &config.display, out) {
+            (Drawing::Board, DisplayConfig::Png { every }, Some(dir)) => {
+                Some(PngSnapshots::create(&dir.join("frames"), *every)?)
+            }
+            _ => None,
+        };
+        let canvas = match options.drawing {
+            Drawing::Memory => Some(RgbCanvas::default()),
+            Drawing::Board if snapshots.is_some() => Some(RgbCanvas::default()),
+            _ => None,
+        };
+        let weights = pipeline.relation().weights().to_owned();
+        Ok(Session {
+            source,
+            pipeline,
+            canvas,
+            snapshots,
+            results,
+            weights,
+            frames: 0,
+        })
+    }
+
+    /// The pipeline (models, last scene, profile).
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The pipeline, mutable (to profile its models after a run).
+    pub fn pipeline_mut(&mut self) -> &mut Pipeline {
+        &mut self.pipeline
+    }
+
+    /// Forgets the latency profile so far (after warm-up frames).
+    pub fn reset_profile(&mut self) {
+        self.pipeline.reset_profile();
+    }
+
+    /// The last frame's result.
+    pub fn scene(&self) -> &Scene {
+        self.pipeline.scene()
+    }
+
+    /// The last frame drawn, when the session draws.
+    pub fn canvas(&self) -> Option<&RgbCanvas> {
+        self.canvas.as_ref()
+    }
+
+    /// Where PNG snapshots go, when they are written.
+    pub fn snapshot_dir(&self, out: &Path) -> Option<PathBuf> {
+        self.snapshots.as_ref().map(|_| out.join("frames"))
+    }
+
+    /// Runs one frame: capture, pipeline, drawing, outputs.
+    pub fn step(&mut self) -> Result<Step, SessionError> {
+        let start = Instant::now();
+        let captured = match self.source.next_frame() {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(Step::End),
+            Err(e @ SourceError::Corrupt { .. }) => return Ok(Step::Skipped(e)),
+            Err(e) => return Err(e.into()),
+        };
+        let decode_us = micros_since(start);
+        let n = self.frames;
+        self.pipeline
+            .step(&captured.frame, captured.name, decode_us)?;
+        let snapshot = self.snapshots.as_ref().is_some_and(|s| s.wants(n));
+        if let Some(canvas) = self
+            .canvas
+            .as_mut()
+            .filter(|_| snapshot || self.snapshots.is_none())
+        {
+            canvas.resize(captured.frame.width, captured.frame.height);
+            let Ok(()) = self.pipeline.render(canvas, &captured.frame);
+        }
+        let scene = self.pipeline.finish();
+        if let Some(results) = &mut self.results {
+            results.write(scene, &self.weights)?;
+        }
+        if let (Some(snapshots), Some(canvas)) = (&self.snapshots, &self.canvas) {
+            if snapshot {
+                snapshots.write(n, canvas)?;
+            }
+        }
+        self.frames += 1;
+        Ok(Step::Frame)
+    }
+}

@@ -1,0 +1,366 @@
+//! `kith-bench`: profiles kith's pipeline on a replay set exactly as `kith run` runs it, and writes
+//! report.json (stages, frames/s, allocations, memory, start-up, kernels, per-operator profile),
+//! report.csv (one row per frame and stage) and chart.svg. `kith-bench compare OLD NEW` flags a
+//! stage that got slower.
+
+mod chart;
+mod compare;
+mod machine;
+mod report;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kith::config::BoardConfig;
+use kith::session::{Drawing, Session, SessionOptions, Step};
+use kith_runtime::alloc_count::CountingAllocator;
+use kith_runtime::model::ModelFile;
+use kith_runtime::profile::Stage;
+use sha2::{Digest, Sha256};
+
+use report::{
+    Allocations, Build, Machine, ModelReport, OperatorProfile, Report, RunInfo, StageStats,
+};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+#[derive(Parser)]
+#[command(
+    name = "kith-bench",
+    version,
+    about = "Latency profiling of kith's pipeline",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Per-stage differences between two reports; exit 1 when a stage got slower than --threshold.
+    Compare {
+        old: PathBuf,
+        new: PathBuf,
+        /// Percent by which a stage's p50 and mean must both grow to count as slower.
+        #[arg(long, default_value_t = 10.0)]
+        threshold: f64,
+    },
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum Display {
+    /// Draw every frame onto an in-memory canvas (the render stage is measured).
+    Memory,
+    /// No drawing.
+    None,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Board config (TOML).
+    #[arg(long)]
+    board: Option<PathBuf>,
+    /// Replace the board's camera with an image file or a folder of images (played in a loop).
+    #[arg(long)]
+    source: Option<PathBuf>,
+    /// Frames measured.
+    #[arg(long, default_value_t = 50)]
+    frames: u64,
+    /// Frames run first and not measured.
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// Threads tract uses per model (default: the board's).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Folder for report.json, report.csv and chart.svg.
+    #[arg(long, default_value = "bench-out")]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value_t = Display::Memory)]
+    display: Display,
+    /// Profiled runs of each model for the per-operator profile.
+    #[arg(long, default_value_t = 5)]
+    op_runs: usize,
+}
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Compare {
+            old,
+            new,
+            threshold,
+        }) => compare_reports(&old, &new, threshold),
+        None => bench(&cli.bench, started).map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("kith-bench: error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_report(path: &Path) -> Result<Report> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a kith-bench report", path.display()))
+}
+
+/// Prints the comparison; false when a stage got slower.
+fn compare_reports(old: &Path, new: &Path, threshold: f64) -> Result<bool> {
+    let c = compare::compare(&load_report(old)?, &load_report(new)?, threshold);
+    print!("{}", c.table);
+    if c.slower.is_empty() {
+        println!("no stage slower than {threshold}%");
+        Ok(true)
+    } else {
+        println!("slower than {threshold}%: {}", c.slower.join(", "));
+        Ok(false)
+    }
+}
+
+fn sha256_of(path: &Path) -> Result<String> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+fn model_report(role: &str, model: &ModelFile) -> Result<ModelReport> {
+    let precision = match model.metadata("kith.precision") {
+        Some(p) => p.to_owned(),
+        None => {
+            let info = kith_runtime::model_info::inspect(model.path())?;
+            let quantised = info
+                .onnx_ops
+                .keys()
+                .any(|op| op.starts_with("QLinear") || op == "DequantizeLinear");
+            if quantised { "int8" } else { "fp32" }.to_owned()
+        }
+    };
+    Ok(ModelReport {
+        role: role.into(),
+        file: model.path().display().to_string(),
+        sha256: sha256_of(model.path())?,
+        precision,
+        weights: model.metadata("kith.weights").map(str::to_owned),
+    })
+}
+
+fn progress(done: u64, total: u64, label: &str) {
+    const WIDTH: u64 = 30;
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    let bar: String = (0..WIDTH)
+        .map(|i| if i < filled { '#' } else { '.' })
+        .collect();
+    eprint!("\r{label} [{bar}] {done}/{total}");
+    if done == total {
+        eprintln!();
+    }
+    let _ = std::io::stderr().flush();
+}
+
+fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
+    let Some(board) = &args.board else {
+        bail!("--board FILE is required (or use `kith-bench compare OLD NEW`)");
+    };
+    if args.frames == 0 {
+        bail!("--frames must be at least 1");
+    }
+    let config = BoardConfig::load(board)?;
+    let options = SessionOptions {
+        source: args.source.clone(),
+        out: None,
+        threads: args.threads,
+        repeat: true,
+        drawing: match args.display {
+            Display::Memory => Drawing::Memory,
+            Display::None => Drawing::Off,
+        },
+    };
+    let mut session = Session::open(&config, &options)?;
+    let threads = args.threads.unwrap_or(config.threads);
+    let mut startup_ms = None;
+    let mut series: Vec<Vec<u64>> =
+        vec![Vec::with_capacity(args.frames as usize); Stage::ALL.len()];
+    let mut frame = 0u64;
+    let mut skipped = 0u64;
+    while frame < args.warmup + args.frames {
+        match session.step()? {
+            Step::End => bail!("the source ran out of frames"),
+            Step::Skipped(e) => {
+                eprintln!("\nkith-bench: warning: {e}");
+                skipped += 1;
+                if skipped > 100 && frame == 0 {
+                    bail!("no readable frame in the source");
+                }
+                continue;
+            }
+            Step::Frame => {}
+        }
+        if startup_ms.is_none() {
+            startup_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+        }
+        frame += 1;
+        if frame == args.warmup {
+            session.reset_profile();
+        }
+        if frame > args.warmup {
+            let t = session.scene().timings;
+            for (s, stage) in Stage::ALL.iter().enumerate() {
+                series[s].push(t.get(*stage));
+            }
+            progress(frame - args.warmup, args.frames, "frames");
+        }
+    }
+    let profile = session.pipeline().profile().clone();
+    let allocs = profile.allocation_totals();
+    let n = profile.frames().max(1) as f64;
+    let stages: BTreeMap<String, StageStats> = Stage::ALL
+        .iter()
+        .map(|s| (s.name().to_owned(), StageStats::of(profile.stage(*s))))
+        .collect();
+    let fps = 1e6 / profile.stage(Stage::Total).mean().max(1.0);
+
+    eprintln!("profiling operators ({} runs per model)", args.op_runs);
+    let (detector, relation) = session.pipeline_mut().models_mut();
+    let mut operators = BTreeMap::new();
+    operators.insert(
+        "detector".to_owned(),
+        OperatorProfile::from_nodes(&detector.profile_nodes(args.op_runs)?, args.op_runs, 10),
+    );
+    operators.insert(
+        "relation".to_owned(),
+        OperatorProfile::from_nodes(&relation.profile_nodes(args.op_runs)?, args.op_runs, 10),
+    );
+    let models = vec![
+        model_report("detector", detector)?,
+        model_report("relation", relation)?,
+    ];
+    let mut kernels_chosen = BTreeSet::new();
+    for m in &models {
+        let audit = kith_runtime::audit::audit(Path::new(&m.file))?;
+        kernels_chosen.extend(audit.nodes.into_iter().filter_map(|n| n.kernel));
+    }
+    let cpu = kith_runtime::audit::kernels();
+    let report = Report {
+        machine: Machine {
+            cpu: machine::cpu_model(),
+            cores: machine::cores(),
+            arch: cpu.arch,
+            isa: cpu.isa,
+            isa_level: cpu.level,
+            kernels_chosen: kernels_chosen.into_iter().collect(),
+        },
+        build: Build {
+            version: env!("CARGO_PKG_VERSION").into(),
+            git_commit: env!("KITH_GIT_COMMIT").into(),
+            profile: env!("KITH_PROFILE").into(),
+            target: env!("KITH_TARGET").into(),
+        },
+        run: RunInfo {
+            board: board.display().to_string(),
+            source: args
+                .source
+                .as_ref()
+                .map_or_else(|| "board camera".into(), |p| p.display().to_string()),
+            threads,
+            frames: profile.frames(),
+            warmup: args.warmup,
+            drawing: format!("{:?}", args.display).to_lowercase(),
+        },
+        models,
+        stages,
+        frames_per_second: fps,
+        allocations: Allocations {
+            own_per_frame: allocs.own as f64 / n,
+            own_bytes_per_frame: allocs.own_bytes as f64 / n,
+            tract_per_frame: allocs.model as f64 / n,
+            tract_bytes_per_frame: allocs.model_bytes as f64 / n,
+        },
+        peak_rss_bytes: machine::peak_rss_bytes(),
+        startup_to_first_frame_ms: startup_ms.unwrap_or(0.0),
+        operators,
+    };
+    write_outputs(&args.out, &report, &series)?;
+    print!("{}", profile.table(true));
+    println!(
+        "start-up to first frame {:.0} ms, peak RSS {:.1} MiB",
+        report.startup_to_first_frame_ms,
+        report.peak_rss_bytes.unwrap_or(0) as f64 / 1048576.0
+    );
+    for (role, p) in &report.operators {
+        let top: Vec<String> = p
+            .by_op
+            .iter()
+            .take(4)
+            .map(|o| format!("{} {:.0}%", o.op, o.share * 100.0))
+            .collect();
+        println!("{role:<9} {:.1} ms per run: {}", p.run_ms, top.join(", "));
+    }
+    println!(
+        "wrote {}/report.json, report.csv and chart.svg",
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn write_outputs(out: &Path, report: &Report, series: &[Vec<u64>]) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let write = |name: &str, body: &[u8]| {
+        let path = out.join(name);
+        std::fs::write(&path, body).with_context(|| format!("{}: cannot write", path.display()))
+    };
+    write(
+        "report.json",
+        serde_json::to_string_pretty(report)?.as_bytes(),
+    )?;
+    let mut csv = String::from("frame,stage,us\n");
+    for (s, stage) in Stage::ALL.iter().enumerate() {
+        for (f, us) in series[s].iter().enumerate() {
+            csv.push_str(&format!("{f},{},{us}\n", stage.name()));
+        }
+    }
+    write("report.csv", csv.as_bytes())?;
+    let names: Vec<&str> = Stage::ALL.iter().map(|s| s.name()).collect();
+    let stats: Vec<StageStats> = names.iter().map(|n| report.stages[*n]).collect();
+    let title = format!(
+        "kith {} on {} ({} threads, {} frames, {:.2} frames/s)",
+        report.build.version,
+        report.machine.cpu,
+        report.run.threads,
+        report.run.frames,
+        report.frames_per_second
+    );
+    write(
+        "chart.svg",
+        chart::svg(&title, &names, series, &stats).as_bytes(),
+    )
+}
