@@ -26,6 +26,9 @@ pub struct BoardConfig {
     /// Threads tract uses per model (1 = single-threaded).
     #[serde(default = "one")]
     pub threads: usize,
+    /// Relate frame t on a second thread while frame t+1 is detected.
+    #[serde(default)]
+    pub pipelined: bool,
     pub camera: CameraConfig,
     pub display: DisplayConfig,
     pub detector: DetectorConfig,
@@ -231,6 +234,7 @@ impl BoardConfig {
     pub fn pipeline_settings(&self) -> PipelineSettings {
         PipelineSettings {
             threads: self.threads,
+            pipelined: self.pipelined,
             detector: DetectorSettings {
                 // Both were checked by `validate`.
                 decoder: self.decoder().unwrap_or(Decoder::BoxesScores),

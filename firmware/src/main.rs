@@ -101,7 +101,7 @@ fn check(board: &Path) -> Result<()> {
         board.display(),
         config.name,
         pipeline.detector().model().file_name(),
-        pipeline.relation().model().file_name(),
+        pipeline.relation().file_name(),
         pipeline.relation().weights(),
     );
     Ok(())
@@ -115,6 +115,7 @@ fn run(args: &RunArgs) -> Result<()> {
         out: Some(args.out.clone()),
         threads: None,
         repeat: false,
+        pipelined: None,
         drawing: Drawing::Board,
     };
     let mut session = Session::open(&config, &options)?;
@@ -124,6 +125,7 @@ fn run(args: &RunArgs) -> Result<()> {
     while done < limit {
         match session.step()? {
             Step::End => break,
+            Step::Pending => {}
             Step::Skipped(e) => {
                 eprintln!("kith: warning: {e}");
                 skipped += 1;
@@ -180,7 +182,7 @@ fn print_banner(config: &BoardConfig, pipeline: &Pipeline) {
     );
     println!(
         "  relations {} (weights: {})",
-        pipeline.relation().model().path().display(),
+        pipeline.relation().path().display(),
         pipeline.relation().weights()
     );
     if pipeline.relation().is_untrained() {

@@ -64,6 +64,8 @@ pub struct SessionOptions {
     pub threads: Option<usize>,
     /// Play the source in a loop whatever the board says (benchmarks of many frames).
     pub repeat: bool,
+    /// Replaces the board's `pipelined` setting.
+    pub pipelined: Option<bool>,
     pub drawing: Drawing,
 }
 
@@ -72,6 +74,8 @@ pub struct SessionOptions {
 pub enum Step {
     /// A frame went through; its result is [`Session::scene`].
     Frame,
+    /// A frame was captured and is still being related (pipelined); nothing finished yet.
+    Pending,
     /// The source gave an unreadable frame, skipped.
     Skipped(SourceError),
     /// The source has no more frames.
@@ -101,6 +105,9 @@ impl Session {
         let mut settings = config.pipeline_settings();
         if let Some(threads) = options.threads {
             settings.threads = threads;
+        }
+        if let Some(pipelined) = options.pipelined {
+            settings.pipelined = pipelined;
         }
         let pipeline = Pipeline::load(&config.detector.model, &config.relation.model, settings)?;
         let out = options.out.as_deref();
@@ -164,27 +171,47 @@ impl Session {
         self.snapshots.as_ref().map(|_| out.join("frames"))
     }
 
-    /// Runs one frame: capture, pipeline, drawing, outputs.
+    /// Runs one frame: capture, pipeline, drawing, outputs. When pipelined, the frame finished (drawn
+    /// and written) is the one before the frame captured, and the last one is finished at the end.
     pub fn step(&mut self) -> Result<Step, SessionError> {
         let start = Instant::now();
         let captured = match self.source.next_frame() {
             Ok(Some(c)) => c,
-            Ok(None) => return Ok(Step::End),
+            Ok(None) => {
+                return if self.pipeline.flush()? {
+                    self.complete()?;
+                    Ok(Step::Frame)
+                } else {
+                    Ok(Step::End)
+                };
+            }
             Err(e @ SourceError::Corrupt { .. }) => return Ok(Step::Skipped(e)),
             Err(e) => return Err(e.into()),
         };
         let decode_us = micros_since(start);
+        if self
+            .pipeline
+            .step(&captured.frame, captured.name, decode_us)?
+        {
+            self.complete()?;
+            Ok(Step::Frame)
+        } else {
+            Ok(Step::Pending)
+        }
+    }
+
+    /// Draws and writes the pipeline's finished frame.
+    fn complete(&mut self) -> Result<(), SessionError> {
         let n = self.frames;
-        self.pipeline
-            .step(&captured.frame, captured.name, decode_us)?;
         let snapshot = self.snapshots.as_ref().is_some_and(|s| s.wants(n));
         if let Some(canvas) = self
             .canvas
             .as_mut()
             .filter(|_| snapshot || self.snapshots.is_none())
         {
-            canvas.resize(captured.frame.width, captured.frame.height);
-            let Ok(()) = self.pipeline.render(canvas, &captured.frame);
+            let scene = self.pipeline.scene();
+            canvas.resize(scene.width, scene.height);
+            let Ok(()) = self.pipeline.render(canvas);
         }
         let scene = self.pipeline.finish();
         if let Some(results) = &mut self.results {
@@ -196,6 +223,6 @@ impl Session {
             }
         }
         self.frames += 1;
-        Ok(Step::Frame)
+        Ok(())
     }
 }

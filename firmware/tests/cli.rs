@@ -28,6 +28,16 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// board-configs/demo.toml with its paths made absolute, to be written anywhere.
+fn demo_config_with_absolute_paths() -> String {
+    let demo = std::fs::read_to_string(repo().join("board-configs/demo.toml")).unwrap();
+    demo.replace("\"../models/", &format!("\"{}/models/", repo().display()))
+        .replace(
+            "\"demo/frames\"",
+            &format!("\"{}/board-configs/demo/frames\"", repo().display()),
+        )
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -55,13 +65,7 @@ fn every_shipped_board_config_passes_check() {
 #[test]
 fn a_broken_config_fails_check_with_exit_2_naming_the_field() {
     let dir = temp_dir("broken");
-    let demo = std::fs::read_to_string(repo().join("board-configs/demo.toml")).unwrap();
-    let absolute = demo
-        .replace("\"../models/", &format!("\"{}/models/", repo().display()))
-        .replace(
-            "\"demo/frames\"",
-            &format!("\"{}/board-configs/demo/frames\"", repo().display()),
-        );
+    let absolute = demo_config_with_absolute_paths();
     let cases = [
         ("threads", absolute.replace("threads = 2", "threads = 0")),
         (
@@ -220,4 +224,67 @@ fn the_demo_runs_with_no_arguments_but_the_frame_limit() {
         "the run must say the labels are untrained"
     );
     std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+#[test]
+fn pipelined_runs_give_the_same_results_in_order() {
+    let dir = temp_dir("pipelined");
+    // Both with one tract thread, so the arithmetic is the same and only the scheduling differs.
+    let absolute = demo_config_with_absolute_paths();
+    let seq_board = dir.join("sequential.toml");
+    let pipe_board = dir.join("pipelined.toml");
+    std::fs::write(&seq_board, absolute.replace("threads = 2", "threads = 1")).unwrap();
+    std::fs::write(
+        &pipe_board,
+        absolute.replace("threads = 2", "threads = 1\npipelined = true"),
+    )
+    .unwrap();
+    let (seq_out, pipe_out) = (dir.join("seq"), dir.join("pipe"));
+    let seq = kith(&[
+        "run",
+        "--board",
+        seq_board.to_str().unwrap(),
+        "--frames",
+        "6",
+        "--out",
+        seq_out.to_str().unwrap(),
+    ]);
+    let pipe = kith(&[
+        "run",
+        "--board",
+        pipe_board.to_str().unwrap(),
+        "--out",
+        pipe_out.to_str().unwrap(),
+    ]);
+    assert!(seq.status.success(), "{}", text(&seq.stderr));
+    assert!(pipe.status.success(), "{}", text(&pipe.stderr));
+    assert!(
+        text(&pipe.stdout).contains("pipelined"),
+        "{}",
+        text(&pipe.stdout)
+    );
+    let (a, b) = (read_results(&seq_out), read_results(&pipe_out));
+    assert_eq!(
+        b.len(),
+        16,
+        "every demo frame, the last one flushed at the end"
+    );
+    for (i, r) in b.iter().enumerate() {
+        assert_eq!(r["frame"], i as u64);
+        assert_eq!(r["source"], format!("frame_{i:03}.jpg"));
+    }
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x["persons"], y["persons"]);
+        let labels = |r: &Value| {
+            r["relations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["label"].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(labels(x), labels(y));
+    }
+    assert!(pipe_out.join("frames/000015.png").is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

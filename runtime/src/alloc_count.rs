@@ -2,12 +2,15 @@
 //!
 //! A binary installs [`CountingAllocator`] as its `#[global_allocator]`. The pipeline wraps each
 //! tract call in a [`ModelScope`]; allocations made while a scope is open (on any thread, tract's
-//! workers included) are counted as the model's, all others as kith's own.
+//! workers included) are counted as the model's, all others as kith's own. The split is exact when
+//! frames run on one thread; with the pipelined relation worker, kith's own allocations made while
+//! a model runs on the other thread would be counted as the model's.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
-static IN_MODEL: AtomicBool = AtomicBool::new(false);
+/// Model calls under way (two when a pipelined relation model runs beside the detector).
+static IN_MODEL: AtomicUsize = AtomicUsize::new(0);
 static OWN_COUNT: AtomicU64 = AtomicU64::new(0);
 static OWN_BYTES: AtomicU64 = AtomicU64::new(0);
 static MODEL_COUNT: AtomicU64 = AtomicU64::new(0);
@@ -20,7 +23,7 @@ pub struct CountingAllocator;
 impl CountingAllocator {
     fn count(size: usize) {
         INSTALLED.store(true, Relaxed);
-        if IN_MODEL.load(Relaxed) {
+        if IN_MODEL.load(Relaxed) > 0 {
             MODEL_COUNT.fetch_add(1, Relaxed);
             MODEL_BYTES.fetch_add(size as u64, Relaxed);
         } else {
@@ -95,19 +98,19 @@ pub fn is_counting() -> bool {
     INSTALLED.load(Relaxed)
 }
 
-/// Marks the allocations made while it lives as the model's. Scopes do not nest.
+/// Marks the allocations made while it lives as the model's.
 pub struct ModelScope(());
 
 impl ModelScope {
     /// Opens a scope; it closes when dropped.
     pub fn enter() -> Self {
-        IN_MODEL.store(true, Relaxed);
+        IN_MODEL.fetch_add(1, Relaxed);
         ModelScope(())
     }
 }
 
 impl Drop for ModelScope {
     fn drop(&mut self) {
-        IN_MODEL.store(false, Relaxed);
+        IN_MODEL.fetch_sub(1, Relaxed);
     }
 }

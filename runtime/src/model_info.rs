@@ -22,7 +22,8 @@ pub struct ModelInfo {
     pub params: u64,
     /// Parameters by ONNX element type ("float", "int8", ...).
     pub params_by_type: BTreeMap<String, u64>,
-    /// Multiply-accumulates of one run (tract's cost model on the decluttered graph).
+    /// Multiply-accumulates of one run in matrix products and convolutions (tract's cost model on
+    /// the decluttered graph).
     pub macs: u64,
     /// MACs by the datum type they run in.
     pub macs_by_type: BTreeMap<String, u64>,
@@ -48,6 +49,37 @@ fn shape_of(model: &TypedModel, outlet: OutletId) -> TractResult<TensorSpec> {
         .map(|d| d.to_i64().map_or(0, |v| v.max(0) as usize))
         .collect();
     Ok(TensorSpec { name, shape })
+}
+
+/// The sha256 of a file, as lowercase hex (how MODELS.md and reports name a model's exact bytes).
+pub fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let err = |e: std::io::Error| Error::ModelLoad {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    };
+    let mut file = std::fs::File::open(path).map_err(err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Whether a decluttered tract op is a matrix product or a convolution: the ops whose
+/// multiply-accumulates "MACs per frame" counts (element-wise arithmetic is left out).
+fn is_matmul_or_conv(op: &str) -> bool {
+    op == "EinSum" || op.contains("MatMul") || op.contains("Conv")
 }
 
 /// Reads `path` and counts its parameters and MACs.
@@ -96,7 +128,11 @@ pub fn inspect(path: &Path) -> Result<ModelInfo> {
         .and_then(|m| m.into_decluttered())
         .map_err(err)?;
     let mut macs_by_type = BTreeMap::new();
-    for node in typed.nodes() {
+    for node in typed
+        .nodes()
+        .iter()
+        .filter(|n| is_matmul_or_conv(n.op().name().as_ref()))
+    {
         let facts: TVec<&TypedFact> = node
             .inputs
             .iter()

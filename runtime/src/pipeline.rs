@@ -1,7 +1,10 @@
-//! The pipeline: owns the detector, the relation model, their buffers and the current [`Scene`],
-//! and runs one frame through them.
+//! The pipeline: owns the detector, the relation model, their buffers and the finished [`Scene`],
+//! and runs frames through them, either one after the other on the caller's thread or pipelined:
+//! the relation model on a worker thread relates frame t while the caller detects frame t+1.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use embedded_graphics::pixelcolor::Rgb888;
@@ -9,13 +12,13 @@ use embedded_graphics::prelude::*;
 
 use crate::alloc_count::AllocCounts;
 use crate::detect::{DetectorSettings, PersonDetector};
-use crate::image::{Frame, PixelFormat, RgbImage};
+use crate::image::{Frame, RgbImage};
 use crate::model::ModelFile;
 use crate::overlay;
 use crate::profile::{micros_since, Profile};
 use crate::relate::RelationModel;
 use crate::scene::Scene;
-use crate::Result;
+use crate::{Error, Result};
 
 /// How the pipeline is built, from the board config.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -23,18 +26,130 @@ pub struct PipelineSettings {
     /// Threads tract may use for each model's matrix products.
     pub threads: usize,
     pub detector: DetectorSettings,
+    /// Relate frame t on a worker thread while frame t+1 is detected. Results then come one frame
+    /// later, and frames/s is no longer 1 / total.
+    pub pipelined: bool,
 }
 
-/// One frame in, one [`Scene`] out. Build it once; every buffer is reused from frame to frame.
+/// A frame on its way through the pipeline: its pixels and what was found in it.
+#[derive(Debug, Default)]
+struct FrameJob {
+    rgb: RgbImage,
+    scene: Scene,
+}
+
+/// What the relation model is and where it runs.
+#[derive(Debug, Clone)]
+pub struct RelationInfo {
+    path: PathBuf,
+    weights: String,
+    untrained: bool,
+}
+
+impl RelationInfo {
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The model file's name.
+    pub fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// What the weights are: "untrained-demo" or a trained model's name/version.
+    pub fn weights(&self) -> &str {
+        &self.weights
+    }
+
+    /// Whether the weights were never trained on PISC (labels are then not recognition).
+    pub fn is_untrained(&self) -> bool {
+        self.untrained
+    }
+}
+
+/// The relation model on a worker thread, with the channels jobs travel through.
+#[derive(Debug)]
+struct Worker {
+    jobs: SyncSender<FrameJob>,
+    done: Receiver<(FrameJob, Result<()>)>,
+    thread: JoinHandle<RelationModel>,
+    in_flight: bool,
+}
+
+#[derive(Debug)]
+enum Relate {
+    Here(Box<RelationModel>),
+    Worker(Worker),
+    /// Only while switching between the two.
+    Moving,
+}
+
+/// Frames in, [`Scene`]s out. Build it once; every buffer is reused from frame to frame.
 #[derive(Debug)]
 pub struct Pipeline {
     detector: PersonDetector,
-    relation: RelationModel,
-    rgb: RgbImage,
-    scene: Scene,
+    relate: Relate,
+    info: RelationInfo,
+    spare: Option<FrameJob>,
+    finished: Option<FrameJob>,
+    /// What [`Pipeline::scene`] shows before any frame is finished.
+    empty: Scene,
     profile: Profile,
     next_frame: u64,
     frame_allocs: AllocCounts,
+}
+
+/// Relates the persons of a job (the "relate" stage, plus the relation model's share of
+/// "preprocess"). Fewer than two persons need no model run.
+fn relate_job(relation: &mut RelationModel, job: &mut FrameJob) -> Result<()> {
+    let scene = &mut job.scene;
+    scene.relations.clear();
+    if scene.persons.len() < 2 {
+        return Ok(());
+    }
+    let frame = job.rgb.as_frame();
+    let t = Instant::now();
+    relation.prepare_image(&frame)?;
+    scene.timings.preprocess += micros_since(t);
+    let t = Instant::now();
+    relation.relate(
+        &scene.persons,
+        frame.width,
+        frame.height,
+        &mut scene.relations,
+    )?;
+    scene.timings.relate = micros_since(t);
+    Ok(())
+}
+
+fn spawn_worker(mut relation: RelationModel) -> Result<Worker> {
+    let (jobs, jobs_rx) = sync_channel::<FrameJob>(1);
+    let (done_tx, done) = sync_channel::<(FrameJob, Result<()>)>(1);
+    let thread = std::thread::Builder::new()
+        .name("kith-relate".into())
+        .spawn(move || {
+            for mut job in jobs_rx {
+                let result = relate_job(&mut relation, &mut job);
+                if done_tx.send((job, result)).is_err() {
+                    break;
+                }
+            }
+            relation
+        })
+        .map_err(|e| Error::Setting {
+            field: "pipelined",
+            detail: format!("cannot start the relation thread: {e}"),
+        })?;
+    Ok(Worker {
+        jobs,
+        done,
+        thread,
+        in_flight: false,
+    })
 }
 
 impl Pipeline {
@@ -43,20 +158,36 @@ impl Pipeline {
         let threads = settings.threads.max(1);
         let detector = PersonDetector::load(detector, threads, settings.detector)?;
         let relation = RelationModel::load(relation, threads)?;
-        Ok(Self::new(detector, relation))
+        Self::new(detector, relation, settings.pipelined)
     }
 
-    /// Builds a pipeline from loaded models.
-    pub fn new(detector: PersonDetector, relation: RelationModel) -> Self {
-        Pipeline {
-            detector,
-            relation,
+    /// Builds a pipeline from loaded models; `pipelined` runs the relation model on its own thread.
+    pub fn new(detector: PersonDetector, relation: RelationModel, pipelined: bool) -> Result<Self> {
+        let info = RelationInfo {
+            path: relation.model().path().to_owned(),
+            weights: relation.weights().to_owned(),
+            untrained: relation.is_untrained(),
+        };
+        let relate = if pipelined {
+            Relate::Worker(spawn_worker(relation)?)
+        } else {
+            Relate::Here(Box::new(relation))
+        };
+        let job = || FrameJob {
             rgb: RgbImage::with_capacity(1920, 1080),
             scene: Scene::default(),
+        };
+        Ok(Pipeline {
+            detector,
+            relate,
+            info,
+            spare: Some(job()),
+            finished: Some(job()),
+            empty: Scene::default(),
             profile: Profile::default(),
             next_frame: 0,
             frame_allocs: AllocCounts::default(),
-        }
+        })
     }
 
     /// The person detector.
@@ -64,19 +195,40 @@ impl Pipeline {
         &self.detector
     }
 
-    /// The relation model.
-    pub fn relation(&self) -> &RelationModel {
-        &self.relation
+    /// The relation model's file and weights.
+    pub fn relation(&self) -> &RelationInfo {
+        &self.info
     }
 
-    /// Both models, for profiling them outside the frame loop: (detector, relation).
-    pub fn models_mut(&mut self) -> (&mut ModelFile, &mut ModelFile) {
-        (self.detector.model_mut(), self.relation.model_mut())
+    /// Whether the relation model runs on its own thread.
+    pub fn is_pipelined(&self) -> bool {
+        matches!(self.relate, Relate::Worker(_))
     }
 
-    /// The last frame's result.
+    /// Both models, for profiling them outside the frame loop: (detector, relation). A pipelined
+    /// relation model is brought back to this thread first (after its last frame is finished).
+    pub fn models_mut(&mut self) -> Result<(&mut ModelFile, &mut ModelFile)> {
+        self.flush()?;
+        if let Relate::Worker(_) = self.relate {
+            let Relate::Worker(worker) = std::mem::replace(&mut self.relate, Relate::Moving) else {
+                unreachable!("matched just above");
+            };
+            drop(worker.jobs);
+            let relation = worker.thread.join().map_err(|_| Error::ModelRun {
+                model: self.info.path.display().to_string(),
+                detail: "the relation thread panicked".into(),
+            })?;
+            self.relate = Relate::Here(Box::new(relation));
+        }
+        match &mut self.relate {
+            Relate::Here(relation) => Ok((self.detector.model_mut(), relation.model_mut())),
+            _ => unreachable!("the relation model was brought back above"),
+        }
+    }
+
+    /// The finished frame's result.
     pub fn scene(&self) -> &Scene {
-        &self.scene
+        self.finished.as_ref().map_or(&self.empty, |j| &j.scene)
     }
 
     /// Latency distributions over the frames finished so far.
@@ -90,73 +242,134 @@ impl Pipeline {
     }
 
     /// Detects the persons of `frame` and relates every pair. `source` names the frame in the
-    /// output; `decode_us` is the time the caller spent capturing and decoding it.
-    pub fn step(&mut self, frame: &Frame, source: &str, decode_us: u64) -> Result<&Scene> {
+    /// output; `decode_us` is the time the caller spent capturing and decoding it. Returns whether a
+    /// frame is finished ([`Pipeline::scene`]; draw it with [`Pipeline::render`], then call
+    /// [`Pipeline::finish`]): always this frame, or when pipelined, the frame before it (none for the
+    /// first frame).
+    pub fn step(&mut self, frame: &Frame, source: &str, decode_us: u64) -> Result<bool> {
         self.frame_allocs = AllocCounts::now();
-        let start = Instant::now();
-        let rgb = if frame.format == PixelFormat::Rgb {
-            frame.validate()?;
-            *frame
-        } else {
-            self.rgb.convert_from(frame)?;
-            self.rgb.as_frame()
+        let mut job = match self.spare.take().or_else(|| self.finished.take()) {
+            Some(job) => job,
+            None => {
+                return Err(Error::Frame(
+                    "step called while a frame is still being related".into(),
+                ))
+            }
         };
-        self.detector.prepare(&rgb)?;
-        let mut preprocess = micros_since(start);
+        if let Err(e) = self.detect_job(frame, source, decode_us, &mut job) {
+            self.spare = Some(job);
+            return Err(e);
+        }
+        match &mut self.relate {
+            Relate::Here(relation) => {
+                let result = relate_job(relation, &mut job);
+                self.finished = Some(job);
+                result.map(|()| true)
+            }
+            Relate::Worker(worker) => {
+                let previous = if worker.in_flight {
+                    Some(receive(worker)?)
+                } else {
+                    None
+                };
+                worker.jobs.send(job).map_err(|_| worker_gone(&self.info))?;
+                worker.in_flight = true;
+                match previous {
+                    Some((done, result)) => {
+                        self.finished = Some(done);
+                        result.map(|()| true)
+                    }
+                    None => Ok(false),
+                }
+            }
+            Relate::Moving => Err(worker_gone(&self.info)),
+        }
+    }
 
-        let scene = &mut self.scene;
+    /// The first half of a frame: copy into the job, preprocess, detect.
+    fn detect_job(
+        &mut self,
+        frame: &Frame,
+        source: &str,
+        decode_us: u64,
+        job: &mut FrameJob,
+    ) -> Result<()> {
+        let start = Instant::now();
+        job.rgb.convert_from(frame)?;
+        let rgb = job.rgb.as_frame();
+        self.detector.prepare(&rgb)?;
+        let scene = &mut job.scene;
         scene.frame = self.next_frame;
+        self.next_frame += 1;
         scene.set_source(source);
         scene.width = rgb.width;
         scene.height = rgb.height;
         scene.timings = Default::default();
         scene.timings.decode = decode_us;
-
+        scene.timings.preprocess = micros_since(start);
         let t = Instant::now();
         self.detector
             .detect(rgb.width, rgb.height, &mut scene.persons)?;
         scene.timings.detect = micros_since(t);
-
-        scene.relations.clear();
-        if scene.persons.len() >= 2 {
-            let t = Instant::now();
-            self.relation.prepare_image(&rgb)?;
-            preprocess += micros_since(t);
-            let t = Instant::now();
-            self.relation
-                .relate(&scene.persons, rgb.width, rgb.height, &mut scene.relations)?;
-            scene.timings.relate = micros_since(t);
-        }
-        scene.timings.preprocess = preprocess;
-        Ok(&self.scene)
-    }
-
-    /// Draws the last frame and its scene on `target` (the "render" stage). `frame` is the frame
-    /// given to [`Pipeline::step`].
-    pub fn render<D>(&mut self, target: &mut D, frame: &Frame) -> Result<(), D::Error>
-    where
-        D: DrawTarget<Color = Rgb888> + OriginDimensions,
-    {
-        let t = Instant::now();
-        let rgb = if frame.format == PixelFormat::Rgb {
-            *frame
-        } else {
-            self.rgb.as_frame()
-        };
-        overlay::draw_frame(target, &rgb)?;
-        overlay::draw_scene(target, &self.scene, self.relation.is_untrained())?;
-        self.scene.timings.render = micros_since(t);
         Ok(())
     }
 
-    /// Closes the frame: sums the stages into `total`, records the frame in the profile and returns
-    /// the finished scene.
-    pub fn finish(&mut self) -> &Scene {
-        let t = &mut self.scene.timings;
-        t.total = t.decode + t.preprocess + t.detect + t.relate + t.render;
-        let allocs = AllocCounts::now().since(&self.frame_allocs);
-        self.profile.record(&self.scene.timings, &allocs);
-        self.next_frame += 1;
-        &self.scene
+    /// Waits for a frame still being related (pipelined, at the end of a stream). Returns whether a
+    /// frame is finished.
+    pub fn flush(&mut self) -> Result<bool> {
+        if let Relate::Worker(worker) = &mut self.relate {
+            if worker.in_flight {
+                let (done, result) = receive(worker)?;
+                if let Some(old) = self.finished.take() {
+                    self.spare = Some(old);
+                }
+                self.finished = Some(done);
+                return result.map(|()| true);
+            }
+        }
+        Ok(false)
     }
+
+    /// Draws the finished frame and its scene on `target` (the "render" stage).
+    pub fn render<D>(&mut self, target: &mut D) -> Result<(), D::Error>
+    where
+        D: DrawTarget<Color = Rgb888> + OriginDimensions,
+    {
+        let untrained = self.info.untrained;
+        let Some(job) = self.finished.as_mut() else {
+            return Ok(());
+        };
+        let t = Instant::now();
+        overlay::draw_frame(target, &job.rgb.as_frame())?;
+        overlay::draw_scene(target, &job.scene, untrained)?;
+        job.scene.timings.render = micros_since(t);
+        Ok(())
+    }
+
+    /// Closes the finished frame: sums its stages into `total`, records it in the profile and
+    /// returns it.
+    pub fn finish(&mut self) -> &Scene {
+        if let Some(job) = self.finished.as_mut() {
+            let t = &mut job.scene.timings;
+            t.total = t.decode + t.preprocess + t.detect + t.relate + t.render;
+            let allocs = AllocCounts::now().since(&self.frame_allocs);
+            self.profile.record(t, &allocs);
+        }
+        self.scene()
+    }
+}
+
+fn worker_gone(info: &RelationInfo) -> Error {
+    Error::ModelRun {
+        model: info.path.display().to_string(),
+        detail: "the relation thread stopped".into(),
+    }
+}
+
+fn receive(worker: &mut Worker) -> Result<(FrameJob, Result<()>)> {
+    worker.in_flight = false;
+    worker.done.recv().map_err(|_| Error::ModelRun {
+        model: "relation model".into(),
+        detail: "the relation thread stopped".into(),
+    })
 }

@@ -252,7 +252,10 @@ impl Profile {
         }
         if self.frames() > 0 {
             let fps = 1e6 / self.stage(Stage::Total).mean().max(1.0);
-            let _ = writeln!(s, "throughput  {fps:.2} frames/s (1 / mean total)");
+            let _ = writeln!(
+                s,
+                "throughput  {fps:.2} frames/s (1 / mean total; higher when pipelined)"
+            );
         }
         if counting && self.frames() > 0 {
             let n = self.frames() as f64;

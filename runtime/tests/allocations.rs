@@ -14,52 +14,61 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 #[test]
 fn twenty_steady_frames_allocate_nothing_outside_the_models() {
-    let settings = PipelineSettings {
-        threads: 1,
-        detector: DetectorSettings::default(),
-    };
-    let mut pipeline = Pipeline::load(
-        &model("person-detector.onnx"),
-        &model("gritv2-s.fp32.onnx"),
-        settings,
-    )
-    .unwrap();
-    let frames = demo_frames();
-    let weights = pipeline.relation().weights().to_owned();
-    let mut canvas = RgbCanvas::new(640, 480);
-    let mut line = Vec::with_capacity(64 * 1024);
-    let mut run_frame = |i: usize, pipeline: &mut Pipeline| {
-        let (name, img) = &frames[i % frames.len()];
-        let frame = img.as_frame();
-        pipeline.step(&frame, name, 0).unwrap();
-        let Ok(()) = pipeline.render(&mut canvas, &frame);
-        let scene = pipeline.finish();
-        line.clear();
-        scene.write_json_line(&weights, &mut line).unwrap();
-        scene.relations.len()
-    };
-    run_frame(0, &mut pipeline);
-    let mut own = 0;
-    let mut model_allocs = 0;
-    let mut pairs = 0;
-    for i in 1..=20 {
-        let before = AllocCounts::now();
-        pairs += run_frame(i, &mut pipeline);
-        let d = AllocCounts::now().since(&before);
-        own += d.own;
-        model_allocs += d.model;
-        if d.own > 0 {
-            println!(
-                "frame {i}: {} own allocations ({} bytes)",
-                d.own, d.own_bytes
-            );
+    // One after the other, then pipelined (relations on a worker thread).
+    for pipelined in [false, true] {
+        let settings = PipelineSettings {
+            threads: 1,
+            detector: DetectorSettings::default(),
+            pipelined,
+        };
+        let mut pipeline = Pipeline::load(
+            &model("person-detector.onnx"),
+            &model("gritv2-s.fp32.onnx"),
+            settings,
+        )
+        .unwrap();
+        let frames = demo_frames();
+        let weights = pipeline.relation().weights().to_owned();
+        let mut canvas = RgbCanvas::new(640, 480);
+        let mut line = Vec::with_capacity(64 * 1024);
+        let mut run_frame = |i: usize, pipeline: &mut Pipeline| {
+            let (name, img) = &frames[i % frames.len()];
+            if !pipeline.step(&img.as_frame(), name, 0).unwrap() {
+                return 0;
+            }
+            let Ok(()) = pipeline.render(&mut canvas);
+            let scene = pipeline.finish();
+            line.clear();
+            scene.write_json_line(&weights, &mut line).unwrap();
+            scene.relations.len()
+        };
+        run_frame(0, &mut pipeline);
+        run_frame(1, &mut pipeline);
+        let mut own = 0;
+        let mut model_allocs = 0;
+        let mut pairs = 0;
+        for i in 2..22 {
+            let before = AllocCounts::now();
+            pairs += run_frame(i, &mut pipeline);
+            let d = AllocCounts::now().since(&before);
+            own += d.own;
+            model_allocs += d.model;
+            if d.own > 0 {
+                println!(
+                    "frame {i}: {} own allocations ({} bytes)",
+                    d.own, d.own_bytes
+                );
+            }
         }
+        println!(
+            "pipelined {pipelined}: 20 frames, {pairs} pairs: {own} own allocations, {model_allocs} in tract ({} per frame)",
+            model_allocs / 20
+        );
+        assert!(pairs > 20, "the frames must exercise the relation model");
+        assert!(model_allocs > 0, "the counter sees tract's allocations");
+        assert_eq!(
+            own, 0,
+            "kith's own per-frame path allocated (pipelined: {pipelined})"
+        );
     }
-    println!(
-        "20 frames, {pairs} pairs: {own} own allocations, {model_allocs} in tract ({} per frame)",
-        model_allocs / 20
-    );
-    assert!(pairs > 20, "the frames must exercise the relation model");
-    assert!(model_allocs > 0, "the counter sees tract's allocations");
-    assert_eq!(own, 0, "kith's own per-frame path allocated");
 }

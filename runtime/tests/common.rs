@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use kith_runtime::image::RgbImage;
+use prost::Message;
+use tract_onnx::pb;
 
 /// The repository's root folder.
 pub fn repo() -> PathBuf {
@@ -53,4 +55,18 @@ pub fn demo_frames() -> Vec<(String, RgbImage)> {
             )
         })
         .collect()
+}
+
+/// Writes `graph` as an ONNX file (opset 13) at `path`.
+pub fn write_onnx(path: &Path, graph: pb::GraphProto) {
+    let proto = pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    };
+    std::fs::write(path, proto.encode_to_vec()).unwrap();
 }

@@ -98,7 +98,6 @@ const MAX_PROB_DIFF: f32 = 0.06;
 /// Builds `x [1, 16] -> QuantizeLinear -> DequantizeLinear -> middle... -> y` with int8 zero
 /// points 0: `middle` lists (op, quantisation scale) steps, `None` for a plain op.
 fn qdq_graph(path: &std::path::Path, steps: &[(&str, Option<f32>)]) {
-    use prost::Message;
     use tract_onnx::pb::{self, tensor_shape_proto::dimension::Value as Dim, type_proto};
     let float = pb::tensor_proto::DataType::Float as i32;
     let value_info = |name: &str| pb::ValueInfoProto {
@@ -169,16 +168,7 @@ fn qdq_graph(path: &std::path::Path, steps: &[(&str, Option<f32>)]) {
         output: vec![value_info("y")],
         ..Default::default()
     };
-    let proto = pb::ModelProto {
-        ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
-        graph: Some(graph),
-        ..Default::default()
-    };
-    std::fs::write(path, proto.encode_to_vec()).unwrap();
+    common::write_onnx(path, graph);
 }
 
 /// The test input: 16 values from -2 to 2.

@@ -2,33 +2,16 @@
 
 mod common;
 
-use std::io::Read;
-
 use common::{demo_frames, demo_frames_dir, model, repo};
 use heapless::Vec as HVec;
 use kith_runtime::detect::{iou, Decoder, DetectorSettings, PersonDetector};
 use kith_runtime::image::{Frame, PixelFormat, Resize};
 use kith_runtime::limits::MAX_PERSONS;
 use kith_runtime::model::{output_f32, ModelFile};
-use kith_runtime::model_info::inspect;
+use kith_runtime::model_info::{file_sha256, inspect};
 use kith_runtime::relate::{RelationModel, UNTRAINED};
 use kith_runtime::Person;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-
-fn sha256_hex(path: &std::path::Path) -> String {
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut h = Sha256::new();
-    let mut buf = vec![0; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[test]
 fn models_match_their_recorded_sha256() {
@@ -59,7 +42,7 @@ fn models_match_their_recorded_sha256() {
             "{file}: size differs from MODELS.md"
         );
         assert_eq!(
-            &sha256_hex(&path),
+            &file_sha256(&path).unwrap(),
             sha,
             "{file}: sha256 differs from MODELS.md"
         );
@@ -224,7 +207,6 @@ fn detector_finds_every_person_in_the_demo_frames() {
 
 /// Builds a tiny ONNX graph whose output is a fixed YOLOv8-style [1, 4 + 2, 5] tensor.
 fn yolo_graph(path: &std::path::Path, rows: &[f32]) {
-    use prost::Message;
     use tract_onnx::pb::{self, tensor_shape_proto::dimension::Value as Dim, type_proto};
     let float = pb::tensor_proto::DataType::Float as i32;
     let value_info = |name: &str, dims: &[i64]| pb::ValueInfoProto {
@@ -283,16 +265,7 @@ fn yolo_graph(path: &std::path::Path, rows: &[f32]) {
         output: vec![value_info("output0", &[1, 6, 5])],
         ..Default::default()
     };
-    let proto = pb::ModelProto {
-        ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
-        graph: Some(graph),
-        ..Default::default()
-    };
-    std::fs::write(path, proto.encode_to_vec()).unwrap();
+    common::write_onnx(path, graph);
 }
 
 #[test]

@@ -9,7 +9,7 @@ mod machine;
 mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -21,7 +21,6 @@ use kith::session::{Drawing, Session, SessionOptions, Step};
 use kith_runtime::alloc_count::CountingAllocator;
 use kith_runtime::model::ModelFile;
 use kith_runtime::profile::Stage;
-use sha2::{Digest, Sha256};
 
 use report::{
     Allocations, Build, Machine, ModelReport, OperatorProfile, Report, RunInfo, StageStats,
@@ -86,6 +85,9 @@ struct BenchArgs {
     out: PathBuf,
     #[arg(long, value_enum, default_value_t = Display::Memory)]
     display: Display,
+    /// Relate frame t on a second thread while frame t+1 is detected (default: the board's setting).
+    #[arg(long)]
+    pipelined: bool,
     /// Profiled runs of each model for the per-operator profile.
     #[arg(long, default_value_t = 5)]
     op_runs: usize,
@@ -132,27 +134,6 @@ fn compare_reports(old: &Path, new: &Path, threshold: f64) -> Result<bool> {
     }
 }
 
-fn sha256_of(path: &Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 fn model_report(role: &str, model: &ModelFile) -> Result<ModelReport> {
     let precision = match model.metadata("kith.precision") {
         Some(p) => p.to_owned(),
@@ -168,7 +149,7 @@ fn model_report(role: &str, model: &ModelFile) -> Result<ModelReport> {
     Ok(ModelReport {
         role: role.into(),
         file: model.path().display().to_string(),
-        sha256: sha256_of(model.path())?,
+        sha256: kith_runtime::model_info::file_sha256(model.path())?,
         precision,
         weights: model.metadata("kith.weights").map(str::to_owned),
     })
@@ -200,6 +181,7 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
         out: None,
         threads: args.threads,
         repeat: true,
+        pipelined: args.pipelined.then_some(true),
         drawing: match args.display {
             Display::Memory => Drawing::Memory,
             Display::None => Drawing::Off,
@@ -207,11 +189,13 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
     };
     let mut session = Session::open(&config, &options)?;
     let threads = args.threads.unwrap_or(config.threads);
+    let pipelined = session.pipeline().is_pipelined();
     let mut startup_ms = None;
     let mut series: Vec<Vec<u64>> =
         vec![Vec::with_capacity(args.frames as usize); Stage::ALL.len()];
     let mut frame = 0u64;
     let mut skipped = 0u64;
+    let mut measure_start = Instant::now();
     while frame < args.warmup + args.frames {
         match session.step()? {
             Step::End => bail!("the source ran out of frames"),
@@ -223,6 +207,7 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
                 }
                 continue;
             }
+            Step::Pending => continue,
             Step::Frame => {}
         }
         if startup_ms.is_none() {
@@ -231,6 +216,7 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
         frame += 1;
         if frame == args.warmup {
             session.reset_profile();
+            measure_start = Instant::now();
         }
         if frame > args.warmup {
             let t = session.scene().timings;
@@ -247,10 +233,11 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
         .iter()
         .map(|s| (s.name().to_owned(), StageStats::of(profile.stage(*s))))
         .collect();
-    let fps = 1e6 / profile.stage(Stage::Total).mean().max(1.0);
+    // Wall clock, not 1 / mean total: pipelined stages overlap.
+    let fps = profile.frames() as f64 / measure_start.elapsed().as_secs_f64().max(1e-9);
 
     eprintln!("profiling operators ({} runs per model)", args.op_runs);
-    let (detector, relation) = session.pipeline_mut().models_mut();
+    let (detector, relation) = session.pipeline_mut().models_mut()?;
     let mut operators = BTreeMap::new();
     operators.insert(
         "detector".to_owned(),
@@ -292,6 +279,7 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
                 .as_ref()
                 .map_or_else(|| "board camera".into(), |p| p.display().to_string()),
             threads,
+            pipelined,
             frames: profile.frames(),
             warmup: args.warmup,
             drawing: format!("{:?}", args.display).to_lowercase(),
@@ -311,6 +299,16 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
     };
     write_outputs(&args.out, &report, &series)?;
     print!("{}", profile.table(true));
+    println!(
+        "measured {:.2} frames/s by wall clock ({} thread(s){})",
+        report.frames_per_second,
+        report.run.threads,
+        if session.pipeline().is_pipelined() {
+            ", pipelined"
+        } else {
+            ""
+        }
+    );
     println!(
         "start-up to first frame {:.0} ms, peak RSS {:.1} MiB",
         report.startup_to_first_frame_ms,

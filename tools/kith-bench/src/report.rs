@@ -50,6 +50,8 @@ pub struct RunInfo {
     pub board: String,
     pub source: String,
     pub threads: usize,
+    /// Whether relations ran on a second thread, overlapping detection.
+    pub pipelined: bool,
     pub frames: u64,
     pub warmup: u64,
     pub drawing: String,

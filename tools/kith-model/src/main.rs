@@ -3,17 +3,15 @@
 //! quantisation hazards; `kernels` the ISA and kernels tract-linalg uses here; `bench` times a model
 //! as the runtime runs it.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use kith_runtime::audit::{audit, fill_fixed_inputs, kernels, Audit, KernelReport};
 use kith_runtime::model::ModelFile;
 use kith_runtime::model_info::{inspect, ModelInfo};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 #[derive(Parser)]
 #[command(name = "kith-model", version, about = "Inspect kith's model files")]
@@ -64,27 +62,6 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn sha256_of(path: &Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 fn millions(n: u64) -> String {
@@ -230,7 +207,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Info { file, json } => {
             let info = inspect(&file)?;
-            let sha256 = sha256_of(&file)?;
+            let sha256 = kith_runtime::model_info::file_sha256(&file)?;
             if json {
                 let spec =
                     |t: &kith_runtime::model::TensorSpec| json!({"name": t.name, "shape": t.shape});
