@@ -42,6 +42,13 @@ impl std::fmt::Debug for ModelFile {
 /// Metadata keys under which ONNX `metadata_props` appear in tract's model properties.
 const METADATA_PREFIX: &str = "onnx.metadata_props.";
 
+/// The last component of `path`, for messages and reports.
+pub fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Loads, types and optimises an ONNX file as kith runs it. Errors name the file.
 pub fn load_optimized(path: &Path) -> Result<(TypedModel, BTreeMap<String, String>)> {
     let load_err = |detail: String| Error::ModelLoad {
@@ -151,10 +158,7 @@ impl ModelFile {
 
     /// The file name, for messages and reports.
     pub fn file_name(&self) -> String {
-        self.path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        file_name_of(&self.path)
     }
 
     /// The model's inputs, in order.

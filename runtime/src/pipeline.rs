@@ -54,10 +54,7 @@ impl RelationInfo {
 
     /// The model file's name.
     pub fn file_name(&self) -> String {
-        self.path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        crate::model::file_name_of(&self.path)
     }
 
     /// What the weights are: "untrained-demo" or a trained model's name/version.

@@ -70,3 +70,26 @@ pub fn write_onnx(path: &Path, graph: pb::GraphProto) {
     };
     std::fs::write(path, proto.encode_to_vec()).unwrap();
 }
+
+/// A float32 graph input or output of fixed shape.
+pub fn float_value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{dimension::Value, Dimension};
+    let dim = dims
+        .iter()
+        .map(|&d| Dimension {
+            value: Some(Value::DimValue(d)),
+            ..Default::default()
+        })
+        .collect();
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: pb::tensor_proto::DataType::Float as i32,
+                shape: Some(pb::TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -98,27 +98,8 @@ const MAX_PROB_DIFF: f32 = 0.06;
 /// Builds `x [1, 16] -> QuantizeLinear -> DequantizeLinear -> middle... -> y` with int8 zero
 /// points 0: `middle` lists (op, quantisation scale) steps, `None` for a plain op.
 fn qdq_graph(path: &std::path::Path, steps: &[(&str, Option<f32>)]) {
-    use tract_onnx::pb::{self, tensor_shape_proto::dimension::Value as Dim, type_proto};
+    use tract_onnx::pb;
     let float = pb::tensor_proto::DataType::Float as i32;
-    let value_info = |name: &str| pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: float,
-                shape: Some(pb::TensorShapeProto {
-                    dim: [1, 16]
-                        .iter()
-                        .map(|&d| pb::tensor_shape_proto::Dimension {
-                            value: Some(Dim::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
     let mut nodes = vec![];
     let mut initializer = vec![pb::TensorProto {
         name: "zp".into(),
@@ -164,8 +145,8 @@ fn qdq_graph(path: &std::path::Path, steps: &[(&str, Option<f32>)]) {
         name: "qdq-test".into(),
         node: nodes,
         initializer,
-        input: vec![value_info("x")],
-        output: vec![value_info("y")],
+        input: vec![common::float_value_info("x", &[1, 16])],
+        output: vec![common::float_value_info("y", &[1, 16])],
         ..Default::default()
     };
     common::write_onnx(path, graph);

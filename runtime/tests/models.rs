@@ -207,27 +207,8 @@ fn detector_finds_every_person_in_the_demo_frames() {
 
 /// Builds a tiny ONNX graph whose output is a fixed YOLOv8-style [1, 4 + 2, 5] tensor.
 fn yolo_graph(path: &std::path::Path, rows: &[f32]) {
-    use tract_onnx::pb::{self, tensor_shape_proto::dimension::Value as Dim, type_proto};
+    use tract_onnx::pb;
     let float = pb::tensor_proto::DataType::Float as i32;
-    let value_info = |name: &str, dims: &[i64]| pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: float,
-                shape: Some(pb::TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| pb::tensor_shape_proto::Dimension {
-                            value: Some(Dim::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
     let tensor = |name: &str, dims: &[i64], data: Vec<f32>| pb::TensorProto {
         name: name.into(),
         dims: dims.to_vec(),
@@ -261,8 +242,8 @@ fn yolo_graph(path: &std::path::Path, rows: &[f32]) {
             tensor("zero", &[1, 1, 1], vec![0.0]),
             tensor("rows", &[1, 6, 5], rows.to_vec()),
         ],
-        input: vec![value_info("image", &[1, 3, 32, 32])],
-        output: vec![value_info("output0", &[1, 6, 5])],
+        input: vec![common::float_value_info("image", &[1, 3, 32, 32])],
+        output: vec![common::float_value_info("output0", &[1, 6, 5])],
         ..Default::default()
     };
     common::write_onnx(path, graph);
