@@ -121,6 +121,7 @@ fn run(args: &RunArgs) -> Result<()> {
     let mut session = Session::open(&config, &options)?;
     print_banner(&config, session.pipeline());
     let limit = args.frames.unwrap_or(u64::MAX);
+    let started = std::time::Instant::now();
     let (mut done, mut skipped) = (0u64, 0u64);
     while done < limit {
         match session.step()? {
@@ -144,6 +145,7 @@ fn run(args: &RunArgs) -> Result<()> {
             }
         }
     }
+    let wall = started.elapsed().as_secs_f64();
     println!();
     print!(
         "{}",
@@ -151,6 +153,10 @@ fn run(args: &RunArgs) -> Result<()> {
             .pipeline()
             .profile()
             .table(alloc_count::is_counting())
+    );
+    println!(
+        "wall clock  {:.2} frames/s over the run (start-up excluded)",
+        done as f64 / wall.max(1e-9)
     );
     let results = args.out.join("results.jsonl");
     match session.snapshot_dir(&args.out) {
@@ -170,10 +176,15 @@ fn run(args: &RunArgs) -> Result<()> {
 fn print_banner(config: &BoardConfig, pipeline: &Pipeline) {
     let (w, h) = pipeline.detector().input_size();
     println!(
-        "kith {} on board \"{}\", {} thread(s)",
+        "kith {} on board \"{}\", {} thread(s) per model{}",
         env!("CARGO_PKG_VERSION"),
         config.name,
-        config.threads
+        config.threads,
+        if pipeline.is_pipelined() {
+            ", relations pipelined on a second thread"
+        } else {
+            ""
+        }
     );
     println!(
         "  detector  {} ({w}x{h}, {:?})",

@@ -254,7 +254,7 @@ impl Profile {
             let fps = 1e6 / self.stage(Stage::Total).mean().max(1.0);
             let _ = writeln!(
                 s,
-                "throughput  {fps:.2} frames/s (1 / mean total; higher when pipelined)"
+                "throughput  {fps:.2} frames/s (1 / mean total; more when stages overlap)"
             );
         }
         if counting && self.frames() > 0 {

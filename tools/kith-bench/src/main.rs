@@ -303,11 +303,7 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
         "measured {:.2} frames/s by wall clock ({} thread(s){})",
         report.frames_per_second,
         report.run.threads,
-        if session.pipeline().is_pipelined() {
-            ", pipelined"
-        } else {
-            ""
-        }
+        if pipelined { ", pipelined" } else { "" }
     );
     println!(
         "start-up to first frame {:.0} ms, peak RSS {:.1} MiB",
