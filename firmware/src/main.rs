@@ -62,6 +62,7 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    kith_runtime::model::avoid_crashing_kernels();
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Run(RunArgs {
         board: DEMO_BOARD.into(),

@@ -10,6 +10,13 @@ use kith_runtime::limits::{MAX_PAIRS, MAX_PERSONS};
 use kith_runtime::model::{output_f32, ModelFile};
 use kith_runtime::{DetectorSettings, Person, PersonDetector, Relation, RelationModel};
 
+/// Keeps tract off its crashing AMX int8 kernel (as kith's binaries do) before any test loads a
+/// model; every test calls this first.
+fn setup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(kith_runtime::model::avoid_crashing_kernels);
+}
+
 fn argmax(p: &[f32]) -> usize {
     p.iter()
         .enumerate()
@@ -28,6 +35,7 @@ fn argmax(p: &[f32]) -> usize {
 
 #[test]
 fn int8_agrees_with_fp32_on_every_demo_pair() {
+    setup();
     let mut det = PersonDetector::load(
         &model("person-detector.onnx"),
         1,
@@ -182,6 +190,7 @@ const OUT_SCALE: f32 = 1.0 / 127.0;
 
 #[test]
 fn hazard_check_fails_on_the_softmax_lookup_table_fault() {
+    setup();
     let dir = std::env::temp_dir();
     let faulty = dir.join(format!("kith-qdq-softmax-{}.onnx", std::process::id()));
     qdq_graph(
@@ -217,6 +226,7 @@ fn hazard_check_fails_on_the_softmax_lookup_table_fault() {
 
 #[test]
 fn hazard_check_passes_softmax_outside_the_qdq_chain() {
+    setup();
     let dir = std::env::temp_dir();
     let safe = dir.join(format!("kith-qdq-safe-{}.onnx", std::process::id()));
     // DQ -> Sigmoid -> Q is element-wise and folds into a correct lookup table; the Softmax runs

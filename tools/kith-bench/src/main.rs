@@ -95,6 +95,7 @@ struct BenchArgs {
 
 fn main() -> ExitCode {
     let started = Instant::now();
+    kith_runtime::model::avoid_crashing_kernels();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Compare {

@@ -203,6 +203,7 @@ fn round3(v: f64) -> f64 {
 }
 
 fn main() -> Result<()> {
+    kith_runtime::model::avoid_crashing_kernels();
     let cli = Cli::parse();
     match cli.command {
         Command::Info { file, json } => {
