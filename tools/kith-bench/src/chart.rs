@@ -8,7 +8,7 @@ use crate::report::StageStats;
 const COLOURS: [&str; 6] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#333333",
 ];
-const WIDTH: f64 = 980.0;
+const WIDTH: f64 = 1040.0;
 const HEIGHT: f64 = 420.0;
 const LEFT: f64 = 60.0;
 const TOP: f64 = 40.0;
@@ -82,7 +82,7 @@ pub fn svg(title: &str, names: &[&str], series: &[Vec<u64>], stats: &[StageStats
     // Distribution panel: box p50..p90, whisker to max, tick at p99, dot at the mean.
     let _ = writeln!(
         s,
-        r#"<text x="{DIST_X}" y="{}">distribution (ms): box p50-p90, | p99, whisker max, o mean</text>"#,
+        r#"<text x="{DIST_X}" y="{}">ms: box p50-p90, | p99, line to max, o mean</text>"#,
         TOP - 8.0
     );
     let row_h = PLOT_H / names.len().max(1) as f64;
