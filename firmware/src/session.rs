@@ -90,7 +90,6 @@ pub struct Session {
     snapshots: Option<PngSnapshots>,
     results: Option<JsonLines>,
     weights: String,
-    frames: u64,
 }
 
 impl Session {
@@ -137,7 +136,6 @@ impl Session {
             snapshots,
             results,
             weights,
-            frames: 0,
         })
     }
 
@@ -159,11 +157,6 @@ impl Session {
     /// The last frame's result.
     pub fn scene(&self) -> &Scene {
         self.pipeline.scene()
-    }
-
-    /// The last frame drawn, when the session draws.
-    pub fn canvas(&self) -> Option<&RgbCanvas> {
-        self.canvas.as_ref()
     }
 
     /// Where PNG snapshots go, when they are written.
@@ -202,7 +195,8 @@ impl Session {
 
     /// Draws and writes the pipeline's finished frame.
     fn complete(&mut self) -> Result<(), SessionError> {
-        let n = self.frames;
+        // Frames finish in capture order, so the scene's number is also the snapshot's.
+        let n = self.pipeline.scene().frame;
         let snapshot = self.snapshots.as_ref().is_some_and(|s| s.wants(n));
         if let Some(canvas) = self
             .canvas
@@ -222,7 +216,6 @@ impl Session {
                 snapshots.write(n, canvas)?;
             }
         }
-        self.frames += 1;
         Ok(())
     }
 }
