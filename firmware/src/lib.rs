@@ -7,6 +7,7 @@ pub mod camera;
 pub mod config;
 pub mod display;
 pub mod output;
+pub mod service;
 pub mod session;
 
 /// An output file could not be written.

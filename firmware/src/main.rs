@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use kith::config::BoardConfig;
+use kith::service::StopFlag;
 use kith::session::{Drawing, Session, SessionError, SessionOptions, Step};
 use kith_runtime::alloc_count::{self, CountingAllocator};
 use kith_runtime::Pipeline;
@@ -118,13 +119,14 @@ fn run(args: &RunArgs) -> Result<()> {
         repeat: false,
         pipelined: None,
         drawing: Drawing::Board,
+        stop: StopFlag::on_signals().context("cannot install the SIGINT/SIGTERM handlers")?,
     };
     let mut session = Session::open(&config, &options)?;
     print_banner(&config, session.pipeline());
     let limit = args.frames.unwrap_or(u64::MAX);
     let started = std::time::Instant::now();
     let (mut done, mut skipped) = (0u64, 0u64);
-    while done < limit {
+    while done < limit && !options.stop.is_set() {
         match session.step()? {
             Step::End => break,
             Step::Pending => {}

@@ -13,6 +13,7 @@ use crate::camera::{FrameSource, SourceError};
 use crate::config::{BoardConfig, CameraConfig, ConfigError, DisplayConfig};
 use crate::display::png::PngSnapshots;
 use crate::output::JsonLines;
+use crate::service::StopFlag;
 use crate::OutputError;
 
 /// Why a session stopped.
@@ -67,6 +68,8 @@ pub struct SessionOptions {
     /// Replaces the board's `pipelined` setting.
     pub pipelined: Option<bool>,
     pub drawing: Drawing,
+    /// Set by SIGINT/SIGTERM (or a test): sources and waits give up promptly when it is set.
+    pub stop: StopFlag,
 }
 
 /// What [`Session::step`] did.

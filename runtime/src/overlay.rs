@@ -33,6 +33,7 @@ const NON_INTIMATE: Rgb888 = Rgb888::new(60, 200, 255);
 const NO_RELATION: Rgb888 = Rgb888::new(190, 190, 190);
 const LABEL_BACKGROUND: Rgb888 = Rgb888::new(0, 0, 0);
 const BADGE_BACKGROUND: Rgb888 = Rgb888::new(255, 210, 0);
+const STATUS_BACKGROUND: Rgb888 = Rgb888::new(40, 0, 0);
 
 /// The text of the badge shown when the relation weights were not trained on PISC.
 pub const UNTRAINED_BADGE: &str = "UNTRAINED WEIGHTS - labels are not recognition";
@@ -214,6 +215,28 @@ where
     Ok(())
 }
 
+/// A full-screen status message (e.g. "camera lost"): a dark screen with `text` centred, for the
+/// times there is no frame to show.
+pub fn draw_status<D>(target: &mut D, text: &str) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = Rgb888> + OriginDimensions,
+{
+    let size = target.size();
+    target.clear(STATUS_BACKGROUND)?;
+    let style = MonoTextStyleBuilder::new()
+        .font(font_for(size.width))
+        .text_color(Rgb888::WHITE)
+        .background_color(STATUS_BACKGROUND)
+        .build();
+    let centred = TextStyleBuilder::new()
+        .alignment(Alignment::Center)
+        .baseline(Baseline::Middle)
+        .build();
+    let centre = Point::new(size.width as i32 / 2, size.height as i32 / 2);
+    Text::with_text_style(text, centre, style, centred).draw(target)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,5 +331,17 @@ mod tests {
             .filter(|&x| canvas.pixel(x, 8) == Some(colour(BADGE_BACKGROUND)))
             .count();
         assert_eq!(badge, 0);
+    }
+
+    #[test]
+    fn status_screen_is_dark_with_white_text_in_the_middle() {
+        let mut canvas = RgbCanvas::new(240, 240);
+        draw_status(&mut canvas, "camera lost").unwrap();
+        assert_eq!(canvas.pixel(2, 2), Some(colour(STATUS_BACKGROUND)));
+        let white = (100..140)
+            .flat_map(|y| (0..240).map(move |x| (x, y)))
+            .filter(|&(x, y)| canvas.pixel(x, y) == Some([255, 255, 255]))
+            .count();
+        assert!(white > 50, "{white} white pixels");
     }
 }

@@ -17,6 +17,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kith::config::BoardConfig;
+use kith::service::StopFlag;
 use kith::session::{Drawing, Session, SessionOptions, Step};
 use kith_runtime::alloc_count::CountingAllocator;
 use kith_runtime::model::ModelFile;
@@ -187,6 +188,7 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
             Display::Memory => Drawing::Memory,
             Display::None => Drawing::Off,
         },
+        stop: StopFlag::on_signals()?,
     };
     let mut session = Session::open(&config, &options)?;
     let threads = args.threads.unwrap_or(config.threads);
