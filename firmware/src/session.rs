@@ -93,6 +93,8 @@ pub struct Session {
     snapshots: Option<PngSnapshots>,
     results: Option<JsonLines>,
     weights: String,
+    /// File name of the relation model, for the JSON output.
+    relation_model: String,
 }
 
 impl Session {
@@ -132,6 +134,7 @@ impl Session {
             _ => None,
         };
         let weights = pipeline.relation().weights().to_owned();
+        let relation_model = pipeline.relation().model().file_name();
         Ok(Session {
             source,
             pipeline,
@@ -139,6 +142,7 @@ impl Session {
             snapshots,
             results,
             weights,
+            relation_model,
         })
     }
 
@@ -212,7 +216,7 @@ impl Session {
         }
         let scene = self.pipeline.finish();
         if let Some(results) = &mut self.results {
-            results.write(scene, &self.weights)?;
+            results.write(scene, &self.weights, &self.relation_model)?;
         }
         if let (Some(snapshots), Some(canvas)) = (&self.snapshots, &self.canvas) {
             if snapshot {

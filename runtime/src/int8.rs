@@ -4,7 +4,10 @@
 //! tract 0.23.9 quantises and dequantises activations with scalar loops around a branchy
 //! round-ties-to-even (`QuantizeLinearI8`, `DequantizeLinearF32`): in GRITv2-S's INT8 graph those
 //! took about a quarter of the run. [`speed_up_quantisation`] swaps them for [`QuantizeI8`] and
-//! [`DequantizeI8`], which compute the same values with loops the compiler vectorises.
+//! [`DequantizeI8`], which compute the same values with loops the compiler vectorises. Then
+//! [`tabulate_dequantised_chains`] folds a dequantisation and the f32 element-wise ops right after
+//! it (GELU after an int8 convolution) into one 256-entry i8 -> f32 table, [`DequantizeTable`]:
+//! tract only tabulates chains that end in a quantisation.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -130,6 +133,136 @@ impl TypedOp for DequantizeI8 {
     }
 
     tract_onnx::tract_core::as_op!();
+}
+
+/// i8 -> f32 through a 256-entry table: a dequantisation and the element-wise f32 ops after it,
+/// evaluated once for every i8 value. Entry `i` holds the result for the i8 value `i as u8 as i8`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DequantizeTable {
+    pub table: Vec<f32>,
+    /// The ops the table stands for, for reports.
+    pub ops: String,
+}
+
+impl Eq for DequantizeTable {}
+
+impl DequantizeTable {
+    fn lookup(&self, xs: &[i8]) -> Vec<f32> {
+        let table: &[f32; 256] = match self.table.as_slice().try_into() {
+            Ok(t) => t,
+            Err(_) => return vec![],
+        };
+        xs.iter().map(|&x| table[x as u8 as usize]).collect()
+    }
+}
+
+impl Op for DequantizeTable {
+    fn name(&self) -> StaticName {
+        "DequantizeTable".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![self.ops.clone()])
+    }
+
+    tract_onnx::tract_core::op_as_typed_op!();
+}
+
+impl EvalOp for DequantizeTable {
+    tract_onnx::tract_core::op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        ensure!(self.table.len() == 256, "DequantizeTable needs 256 entries");
+        let input = &inputs[0];
+        let ys = self.lookup(input.try_as_plain_ram()?.as_slice::<i8>()?);
+        let out = ArrayD::from_shape_vec(input.shape(), ys)?.into_tensor();
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for DequantizeTable {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type.unquantized() == i8::datum_type());
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    tract_onnx::tract_core::as_op!();
+}
+
+/// The element-wise f32 -> f32 ops that follow `dq` one after the other, each the only consumer
+/// of the one before.
+fn element_wise_chain<'m>(model: &'m TypedModel, dq: &TypedNode) -> TractResult<Vec<&'m TypedNode>> {
+    let mut chain: Vec<&TypedNode> = vec![];
+    let mut current = dq.id;
+    while let Some(next) = model.single_succ(current)? {
+        let f32_to_f32 = next.inputs.len() == 1
+            && next.outputs.len() == 1
+            && next.outputs[0].fact.datum_type == f32::datum_type();
+        if !(f32_to_f32 && next.op_is::<ElementWiseOp>()) {
+            break;
+        }
+        chain.push(next);
+        current = next.id;
+    }
+    Ok(chain)
+}
+
+/// Evaluates `dq` and `chain` on the 256 i8 values.
+fn tabulate(dq: &TypedNode, chain: &[&TypedNode]) -> TractResult<Vec<f32>> {
+    let mut adhoc = TypedModel::default();
+    let mut wire = adhoc.add_source("i8", i8::fact([256]))?;
+    for node in std::iter::once(dq).chain(chain.iter().copied()) {
+        wire = adhoc.wire_node(&*node.name, node.op.clone(), &[wire])?[0];
+    }
+    adhoc.select_output_outlets(&[wire])?;
+    let values: Vec<i8> = (0..=255u8).map(|i| i as i8).collect();
+    let out = SimplePlan::new(adhoc)?
+        .run(tvec!(tensor1(&values).into_tvalue()))?
+        .remove(0);
+    Ok(out.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+}
+
+/// The patch that folds node `id` and the element-wise chain after it into a
+/// [`DequantizeTable`], if `id` is a [`DequantizeI8`] followed by such a chain.
+fn table_patch(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+    let dq = model.node(id);
+    if !dq.op_is::<DequantizeI8>() {
+        return Ok(None);
+    }
+    let chain = element_wise_chain(model, dq)?;
+    let Some(last) = chain.last() else {
+        return Ok(None);
+    };
+    let ops: Vec<String> = std::iter::once(dq)
+        .chain(chain.iter().copied())
+        .map(|n| n.op.name().into_owned())
+        .collect();
+    let op = DequantizeTable {
+        table: tabulate(dq, &chain)?,
+        ops: ops.join(" -> "),
+    };
+    let mut patch = TypedModelPatch::default();
+    let input = patch.tap_model(model, dq.inputs[0])?;
+    let wire = patch.wire_node(&*last.name, op, &[input])?[0];
+    patch.shunt_outside(model, OutletId::new(last.id, 0), wire)?;
+    Ok(Some(patch))
+}
+
+/// Folds every [`DequantizeI8`] whose only consumer starts a chain of element-wise f32 ops into
+/// one [`DequantizeTable`]; returns how many chains were folded. Run it after
+/// [`speed_up_quantisation`]. The values computed are the same.
+pub fn tabulate_dequantised_chains(model: &mut TypedModel) -> TractResult<usize> {
+    let mut folded = 0;
+    for id in 0..model.nodes().len() {
+        if let Some(patch) = table_patch(model, id)? {
+            patch.apply(model)?;
+            folded += 1;
+        }
+    }
+    if folded > 0 {
+        *model = std::mem::take(model).into_compact()?;
+    }
+    Ok(folded)
 }
 
 /// The vectorised op that computes what `node` computes, if `node` is an f32 -> i8
@@ -263,6 +396,49 @@ mod tests {
             q.quantize(&[0.5, 1.5, 2.5, -0.5, -1.5, 126.5, 127.5, 300.0, -128.5, -1e30]),
             [0, 2, 2, 0, -2, 126, 127, 127, -128, -128]
         );
+    }
+
+    #[test]
+    fn dequantise_gelu_chain_becomes_one_exact_table() {
+        use tract_onnx::tract_core::ops::nn::gelu_exact::gelu_exact;
+        // x -> Q -> DQ -> GELU -> Abs: the chain DQ -> GELU -> Abs becomes one table.
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([2, 300])).unwrap();
+        let q = model
+            .wire_node("q", quantize_linear_i8(9.0, 0), &[x])
+            .unwrap();
+        let dq = model
+            .wire_node("dq", DequantizeLinearF32::new(1.0 / 9.0, 0), &q)
+            .unwrap();
+        let gelu = model.wire_node("gelu", gelu_exact(), &dq).unwrap();
+        let abs = model
+            .wire_node("abs", tract_onnx::tract_core::ops::math::abs(), &gelu)
+            .unwrap();
+        model.select_output_outlets(&abs).unwrap();
+        let stock = model.into_optimized().unwrap();
+        let mut fast = stock.clone();
+        speed_up_quantisation(&mut fast).unwrap();
+        assert_eq!(tabulate_dequantised_chains(&mut fast).unwrap(), 1);
+        let ops: Vec<_> = fast.nodes().iter().map(|n| n.op.name()).collect();
+        assert!(ops.iter().any(|o| o == "DequantizeTable"), "{ops:?}");
+        assert!(!ops.iter().any(|o| o == "GeluExact"), "{ops:?}");
+        let xs: Vec<f32> = (0..600).map(|i| (i as f32 - 300.0) * 0.05).collect();
+        let input = tract_onnx::tract_core::ndarray::Array2::from_shape_vec((2, 300), xs)
+            .unwrap()
+            .into_tensor();
+        let want = run(stock, input.clone()).as_slice_f32();
+        let got = run(fast, input).as_slice_f32();
+        assert_eq!(got.len(), 600);
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.to_bits(), w.to_bits());
+        }
+    }
+
+    #[test]
+    fn dequantise_without_element_wise_successor_is_kept() {
+        let mut fast = qdq_model(4.0, 0, 8);
+        speed_up_quantisation(&mut fast).unwrap();
+        assert_eq!(tabulate_dequantised_chains(&mut fast).unwrap(), 0);
     }
 
     #[test]

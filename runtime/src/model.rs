@@ -91,7 +91,9 @@ pub fn load_optimized(path: &Path) -> Result<(TypedModel, BTreeMap<String, Strin
     let mut typed = model
         .into_optimized()
         .map_err(|e| load_err(Error::one_line(&e)))?;
-    crate::int8::speed_up_quantisation(&mut typed).map_err(|e| load_err(Error::one_line(&e)))?;
+    crate::int8::speed_up_quantisation(&mut typed)
+        .and_then(|_| crate::int8::tabulate_dequantised_chains(&mut typed))
+        .map_err(|e| load_err(Error::one_line(&e)))?;
     Ok((typed, metadata))
 }
 
