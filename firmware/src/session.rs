@@ -134,7 +134,7 @@ impl Session {
             _ => None,
         };
         let weights = pipeline.relation().weights().to_owned();
-        let relation_model = pipeline.relation().model().file_name();
+        let relation_model = pipeline.relation().file_name();
         Ok(Session {
             source,
             pipeline,

@@ -29,7 +29,7 @@ fn twenty_steady_frames_allocate_nothing_outside_the_models() {
         .unwrap();
         let frames = demo_frames();
         let weights = pipeline.relation().weights().to_owned();
-        let relation_model = pipeline.relation().model().file_name();
+        let relation_model = pipeline.relation().file_name();
         let mut canvas = RgbCanvas::new(640, 480);
         let mut line = Vec::with_capacity(64 * 1024);
         let mut run_frame = |i: usize, pipeline: &mut Pipeline| {
