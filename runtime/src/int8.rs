@@ -191,7 +191,10 @@ impl TypedOp for DequantizeTable {
 
 /// The element-wise f32 -> f32 ops that follow `dq` one after the other, each the only consumer
 /// of the one before.
-fn element_wise_chain<'m>(model: &'m TypedModel, dq: &TypedNode) -> TractResult<Vec<&'m TypedNode>> {
+fn element_wise_chain<'m>(
+    model: &'m TypedModel,
+    dq: &TypedNode,
+) -> TractResult<Vec<&'m TypedNode>> {
     let mut chain: Vec<&TypedNode> = vec![];
     let mut current = dq.id;
     while let Some(next) = model.single_succ(current)? {
@@ -368,7 +371,13 @@ mod tests {
 
     #[test]
     fn quantise_and_dequantise_match_tract_exactly() {
-        for (scale, zp) in [(3.7f32, 0i8), (0.25, 0), (127.0 / 6.0, 0), (10.0, -5), (1.0, 17)] {
+        for (scale, zp) in [
+            (3.7f32, 0i8),
+            (0.25, 0),
+            (127.0 / 6.0, 0),
+            (10.0, -5),
+            (1.0, 17),
+        ] {
             let xs = probe_values(scale, zp);
             let input = tensor1(&xs);
             let stock = qdq_model(scale, zp, xs.len());

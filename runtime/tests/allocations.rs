@@ -40,7 +40,9 @@ fn twenty_steady_frames_allocate_nothing_outside_the_models() {
             let Ok(()) = pipeline.render(&mut canvas);
             let scene = pipeline.finish();
             line.clear();
-            scene.write_json_line(&weights, &relation_model, &mut line).unwrap();
+            scene
+                .write_json_line(&weights, &relation_model, &mut line)
+                .unwrap();
             scene.relations.len()
         };
         run_frame(0, &mut pipeline);

@@ -279,13 +279,19 @@ fn profile(
     }
     let mut by_op: Vec<_> = by_op.into_iter().collect();
     by_op.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
-    println!("{}: {total:.2} ms per run in the nodes ({runs} runs, {threads} thread(s))", file.display());
-    println!("{:<28} {:>6} {:>10} {:>7}", "op", "nodes", "ms/run", "share");
+    println!(
+        "{}: {total:.2} ms per run in the nodes ({runs} runs, {threads} thread(s))",
+        file.display()
+    );
+    println!(
+        "{:<28} {:>6} {:>10} {:>7}",
+        "op", "nodes", "ms/run", "share"
+    );
     for (op, (count, t)) in &by_op {
         println!("{op:<28} {count:>6} {t:>10.3} {:>6.1}%", 100.0 * t / total);
     }
     let mut slow: Vec<_> = nodes.iter().collect();
-    slow.sort_by(|a, b| b.time.cmp(&a.time));
+    slow.sort_by_key(|n| std::cmp::Reverse(n.time));
     println!("{:<60} {:<24} {:>10}", "node", "op", "ms/run");
     for n in slow.iter().take(top) {
         println!("{:<60} {:<24} {:>10.3}", n.name, n.op, ms(n.time));
