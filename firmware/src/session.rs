@@ -101,6 +101,8 @@ pub struct Session {
     snapshots: Option<PngSnapshots>,
     results: Option<JsonLines>,
     weights: String,
+    /// File name of the relation model, for the JSON output.
+    relation_model: String,
 }
 
 impl Session {
@@ -147,6 +149,7 @@ impl Session {
             _ => None,
         };
         let weights = pipeline.relation().weights().to_owned();
+        let relation_model = pipeline.relation().file_name();
         Ok(Session {
             source,
             pipeline,
@@ -154,6 +157,7 @@ impl Session {
             snapshots,
             results,
             weights,
+            relation_model,
         })
     }
 
@@ -235,7 +239,7 @@ impl Session {
         self.display.show_frame(&mut self.pipeline)?;
         let scene = self.pipeline.finish();
         if let Some(results) = &mut self.results {
-            results.write(scene, &self.weights)?;
+            results.write(scene, &self.weights, &self.relation_model)?;
         }
         Ok(())
     }
