@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use kith::config::BoardConfig;
-use kith::service::StopFlag;
+use kith::service::{Notifier, StopFlag};
 use kith::session::{Drawing, Session, SessionError, SessionOptions, Step};
 use kith_runtime::alloc_count::{self, CountingAllocator};
 use kith_runtime::Pipeline;
@@ -121,13 +121,17 @@ fn run(args: &RunArgs) -> Result<()> {
         drawing: Drawing::Board,
         stop: StopFlag::on_signals().context("cannot install the SIGINT/SIGTERM handlers")?,
     };
+    let mut notifier = Notifier::from_env();
     let mut session = Session::open(&config, &options)?;
     print_banner(&config, session.pipeline());
+    notifier.ready(&format!("running board \"{}\"", config.name))?;
     let limit = args.frames.unwrap_or(u64::MAX);
     let started = std::time::Instant::now();
     let (mut done, mut skipped) = (0u64, 0u64);
     while done < limit && !options.stop.is_set() {
-        match session.step()? {
+        let step = session.step()?;
+        notifier.alive()?;
+        match step {
             Step::End => break,
             Step::Pending => {}
             Step::Skipped(e) => {
@@ -149,6 +153,7 @@ fn run(args: &RunArgs) -> Result<()> {
         }
     }
     let wall = started.elapsed().as_secs_f64();
+    notifier.stopping()?;
     println!();
     print!(
         "{}",
@@ -198,6 +203,18 @@ fn print_banner(config: &BoardConfig, pipeline: &Pipeline) {
         "  relations {} (weights: {})",
         pipeline.relation().path().display(),
         pipeline.relation().weights()
+    );
+    let cpu = kith_runtime::audit::kernels();
+    let mut kernels = pipeline.detector().model().matmul_kernels();
+    kernels.extend(pipeline.relation().matmul_kernels().iter().cloned());
+    kernels.sort();
+    kernels.dedup();
+    println!(
+        "  tract     {} {} ({}), matmul kernels: {}",
+        cpu.arch,
+        cpu.level,
+        cpu.isa,
+        kernels.join(", ")
     );
     if pipeline.relation().is_untrained() {
         println!("  NOTE: the relation weights are untrained (not trained on PISC): the labels are NOT recognition.");
