@@ -45,7 +45,12 @@ fn notifications(name: &str, watchdog_usec: Option<&str>) -> Vec<String> {
     loop {
         match socket.recv(&mut buf) {
             Ok(n) => messages.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 if let Some(status) = child.try_wait().unwrap() {
                     assert!(status.success(), "kith exited with {status}");
                     // Whatever was sent before the exit is queued already.

@@ -48,7 +48,10 @@ struct MaxDiff {
 fn compare_frame(got: &Value, want: &Value, max: &mut MaxDiff) {
     let frame = &want["source"];
     assert_eq!(got["source"], *frame);
-    assert_eq!((&got["width"], &got["height"]), (&want["width"], &want["height"]));
+    assert_eq!(
+        (&got["width"], &got["height"]),
+        (&want["width"], &want["height"])
+    );
     let (gp, wp) = (
         got["persons"].as_array().unwrap(),
         want["persons"].as_array().unwrap(),
@@ -56,7 +59,12 @@ fn compare_frame(got: &Value, want: &Value, max: &mut MaxDiff) {
     assert_eq!(gp.len(), wp.len(), "{frame}: persons");
     for (g, w) in gp.iter().zip(wp) {
         assert_eq!(g["id"], w["id"], "{frame}");
-        for (a, b) in g["box"].as_array().unwrap().iter().zip(w["box"].as_array().unwrap()) {
+        for (a, b) in g["box"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(w["box"].as_array().unwrap())
+        {
             max.box_px = max.box_px.max((number(a, "box") - number(b, "box")).abs());
         }
         let d = (number(&g["score"], "score") - number(&w["score"], "score")).abs();
@@ -128,7 +136,10 @@ fn the_demo_gives_the_x86_64_persons_and_labels() {
         max.person_score,
         max.relation_score
     );
-    assert!(pairs >= 20, "only {pairs} pairs: the comparison says little");
+    assert!(
+        pairs >= 20,
+        "only {pairs} pairs: the comparison says little"
+    );
     assert!(
         max.box_px <= BOX_TOLERANCE_PX,
         "a box differs by {} px",
