@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use kith::camera::Negotiated;
 use kith::config::{BoardConfig, CameraSpec};
-use kith::service::StopFlag;
+use kith::service::{Notifier, StopFlag};
 use kith::session::{Drawing, Session, SessionError, SessionOptions, Step};
 use kith_runtime::alloc_count::{self, CountingAllocator};
 use kith_runtime::Pipeline;
@@ -128,12 +128,14 @@ fn run(args: &RunArgs) -> Result<()> {
         snapshots: args.snapshots.map(|n| n as usize),
         stop: StopFlag::on_signals().context("cannot install the SIGINT/SIGTERM handlers")?,
     };
+    let mut notifier = Notifier::from_env();
     let mut session = Session::open(&config, &options)?;
     print_banner(&config, session.pipeline());
     println!("  display   {}", session.display().describe());
     if args.source.is_none() {
         print_camera(&config, session.negotiated());
     }
+    notifier.ready(&format!("running board \"{}\"", config.name))?;
     let limit = args.frames.unwrap_or(u64::MAX);
     let started = std::time::Instant::now();
     let (mut done, mut skipped, mut outages) = (0u64, 0u64, 0u64);
@@ -141,6 +143,7 @@ fn run(args: &RunArgs) -> Result<()> {
     let mut lost: Option<(std::time::Instant, u64)> = None;
     while done < limit && !options.stop.is_set() {
         let step = session.step()?;
+        notifier.alive()?;
         if matches!(step, Step::Frame | Step::Pending) {
             if let Some((since, retries)) = lost.take() {
                 eprintln!(
@@ -179,6 +182,7 @@ fn run(args: &RunArgs) -> Result<()> {
         }
     }
     let wall = started.elapsed().as_secs_f64();
+    notifier.stopping()?;
     println!();
     print!(
         "{}",
@@ -259,6 +263,18 @@ fn print_banner(config: &BoardConfig, pipeline: &Pipeline) {
         "  relations {} (weights: {})",
         pipeline.relation().path().display(),
         pipeline.relation().weights()
+    );
+    let cpu = kith_runtime::audit::kernels();
+    let mut kernels = pipeline.detector().model().matmul_kernels();
+    kernels.extend(pipeline.relation().matmul_kernels().iter().cloned());
+    kernels.sort();
+    kernels.dedup();
+    println!(
+        "  tract     {} {} ({}), matmul kernels: {}",
+        cpu.arch,
+        cpu.level,
+        cpu.isa,
+        kernels.join(", ")
     );
     if pipeline.relation().is_untrained() {
         println!("  NOTE: the relation weights are untrained (not trained on PISC): the labels are NOT recognition.");

@@ -1,6 +1,7 @@
 //! The process's life: SIGINT and SIGTERM set a stop flag that every loop and every wait in kith
 //! checks, so kith stops within a second in any state (capturing, waiting for a lost camera,
-//! drawing).
+//! drawing); and, under systemd (`Type=notify`), the readiness and watchdog notifications that
+//! let systemd restart a stalled pipeline.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -50,6 +51,82 @@ impl StopFlag {
                 return true;
             }
             std::thread::sleep((end - now).min(STOP_POLL));
+        }
+    }
+}
+
+/// systemd's notification socket could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot notify systemd at NOTIFY_SOCKET={socket}: {detail}")]
+pub struct NotifyError {
+    pub socket: String,
+    pub detail: String,
+}
+
+/// Tells systemd how kith is doing: `READY=1` once the models are loaded, `WATCHDOG=1` from the
+/// frame loop (a pipeline that stops stepping stops the pings, and systemd restarts kith after
+/// `WatchdogSec=`), `STOPPING=1` on the way out. A no-op when `NOTIFY_SOCKET` is unset, i.e. when
+/// kith was not started by systemd.
+#[derive(Debug)]
+pub struct Notifier {
+    /// `NOTIFY_SOCKET`, when set.
+    socket: Option<String>,
+    /// The shortest time between two watchdog pings, when systemd asked for them
+    /// (`WATCHDOG_USEC` for this process): a quarter of the watchdog timeout.
+    ping_every: Option<Duration>,
+    last_ping: Option<Instant>,
+}
+
+impl Notifier {
+    /// A notifier for the socket and watchdog timeout systemd passed in the environment.
+    pub fn from_env() -> Self {
+        Notifier {
+            socket: std::env::var_os("NOTIFY_SOCKET").map(|s| s.to_string_lossy().into_owned()),
+            ping_every: sd_notify::watchdog_enabled().map(|timeout| timeout / 4),
+            last_ping: None,
+        }
+    }
+
+    /// Whether systemd expects watchdog pings from this process.
+    pub fn watchdog_enabled(&self) -> bool {
+        self.socket.is_some() && self.ping_every.is_some()
+    }
+
+    /// Start-up is done (models loaded, devices open): `READY=1` with a status line.
+    pub fn ready(&mut self, status: &str) -> Result<(), NotifyError> {
+        self.send(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(status),
+        ])
+    }
+
+    /// The loop is alive: `WATCHDOG=1`, at most once per quarter of the watchdog timeout. Call it
+    /// after every step of the frame loop, and while waiting for a lost camera (a lost camera is
+    /// kith working as designed; a stalled pipeline is not).
+    pub fn alive(&mut self) -> Result<(), NotifyError> {
+        let Some(every) = self.ping_every.filter(|_| self.socket.is_some()) else {
+            return Ok(());
+        };
+        if self.last_ping.is_some_and(|last| last.elapsed() < every) {
+            return Ok(());
+        }
+        self.send(&[sd_notify::NotifyState::Watchdog])?;
+        self.last_ping = Some(Instant::now());
+        Ok(())
+    }
+
+    /// kith is shutting down: `STOPPING=1`.
+    pub fn stopping(&mut self) -> Result<(), NotifyError> {
+        self.send(&[sd_notify::NotifyState::Stopping])
+    }
+
+    fn send(&self, states: &[sd_notify::NotifyState]) -> Result<(), NotifyError> {
+        match &self.socket {
+            None => Ok(()),
+            Some(socket) => sd_notify::notify(states).map_err(|e| NotifyError {
+                socket: socket.clone(),
+                detail: e.to_string(),
+            }),
         }
     }
 }

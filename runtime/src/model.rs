@@ -1,10 +1,11 @@
 //! Loading an ONNX model with tract, checking its inputs and outputs, and running it with input
 //! tensors that are allocated once and refilled in place every frame.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
 use tract_onnx::tract_core::plan::SimpleState;
 
 use crate::alloc_count::ModelScope;
@@ -189,6 +190,20 @@ impl ModelFile {
     /// A `metadata_props` value of the ONNX file.
     pub fn metadata(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).map(String::as_str)
+    }
+
+    /// The tract-linalg matrix-product kernels the optimised plan runs on this CPU, each once, in
+    /// name order (e.g. `arm64simd_mmm_f32_16x4_gen`): what a latency profile was measured on.
+    pub fn matmul_kernels(&self) -> Vec<String> {
+        let kernels: BTreeSet<String> = self
+            .state
+            .model()
+            .nodes()
+            .iter()
+            .filter_map(|node| node.op_as::<OptMatMul>())
+            .flat_map(|op| op.mmm.iter().map(|k| k.name().to_owned()))
+            .collect();
+        kernels.into_iter().collect()
     }
 
     /// All `metadata_props` of the ONNX file.

@@ -44,6 +44,7 @@ pub struct RelationInfo {
     path: PathBuf,
     weights: String,
     untrained: bool,
+    kernels: Vec<String>,
 }
 
 impl RelationInfo {
@@ -65,6 +66,11 @@ impl RelationInfo {
     /// Whether the weights were never trained on PISC (labels are then not recognition).
     pub fn is_untrained(&self) -> bool {
         self.untrained
+    }
+
+    /// The tract-linalg matmul kernels the relation model runs on ([`ModelFile::matmul_kernels`]).
+    pub fn matmul_kernels(&self) -> &[String] {
+        &self.kernels
     }
 }
 
@@ -164,6 +170,7 @@ impl Pipeline {
             path: relation.model().path().to_owned(),
             weights: relation.weights().to_owned(),
             untrained: relation.is_untrained(),
+            kernels: relation.model().matmul_kernels(),
         };
         let relate = if pipelined {
             Relate::Worker(spawn_worker(relation)?)

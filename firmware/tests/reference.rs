@@ -1,0 +1,173 @@
+//! The replay demo against the results kith gives on x86_64 (`tests/data/demo-x86_64.jsonl`): on
+//! any target, and in CI on aarch64 and armv7 under qemu-user, `kith run` on the demo board finds
+//! the same persons in the same order, relates the same pairs with the same fine and coarse labels,
+//! and puts boxes and scores within the tolerances below of the reference.
+//!
+//! Regenerate the reference on x86_64 after a deliberate change of models or pipeline:
+//! `cargo run --release -- run --out /tmp/kith-ref && cp /tmp/kith-ref/results.jsonl
+//! firmware/tests/data/demo-x86_64.jsonl`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Largest difference allowed in a box coordinate, in source pixels (kith writes 0.1 px).
+const BOX_TOLERANCE_PX: f64 = 0.5;
+/// Largest difference allowed in a detector score or a relation probability.
+const SCORE_TOLERANCE: f64 = 1e-3;
+
+/// The first demo frames to compare: all 16, or `KITH_REFERENCE_FRAMES` of them (CI under qemu-user,
+/// where each frame costs about a minute of emulated float arithmetic).
+fn frames_to_compare() -> Option<usize> {
+    let value = std::env::var("KITH_REFERENCE_FRAMES").ok()?;
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("KITH_REFERENCE_FRAMES = {value:?} is not a number")),
+    )
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn read_jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn number(v: &Value, what: &str) -> f64 {
+    v.as_f64()
+        .unwrap_or_else(|| panic!("{what}: not a number: {v}"))
+}
+
+/// The largest differences seen, for the report.
+#[derive(Debug, Default)]
+struct MaxDiff {
+    box_px: f64,
+    person_score: f64,
+    relation_score: f64,
+}
+
+fn compare_frame(got: &Value, want: &Value, max: &mut MaxDiff) {
+    let frame = &want["source"];
+    assert_eq!(got["source"], *frame);
+    assert_eq!(
+        (&got["width"], &got["height"]),
+        (&want["width"], &want["height"])
+    );
+    let (gp, wp) = (
+        got["persons"].as_array().unwrap(),
+        want["persons"].as_array().unwrap(),
+    );
+    assert_eq!(gp.len(), wp.len(), "{frame}: persons");
+    for (g, w) in gp.iter().zip(wp) {
+        assert_eq!(g["id"], w["id"], "{frame}");
+        for (a, b) in g["box"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(w["box"].as_array().unwrap())
+        {
+            max.box_px = max.box_px.max((number(a, "box") - number(b, "box")).abs());
+        }
+        let d = (number(&g["score"], "score") - number(&w["score"], "score")).abs();
+        max.person_score = max.person_score.max(d);
+    }
+    let (gr, wr) = (
+        got["relations"].as_array().unwrap(),
+        want["relations"].as_array().unwrap(),
+    );
+    assert_eq!(gr.len(), wr.len(), "{frame}: relations");
+    for (g, w) in gr.iter().zip(wr) {
+        let pair = (&w["a"], &w["b"]);
+        assert_eq!((&g["a"], &g["b"]), pair, "{frame}");
+        assert_eq!(g["label"], w["label"], "{frame} pair {pair:?}");
+        assert_eq!(g["coarse"], w["coarse"], "{frame} pair {pair:?}");
+        let d = (number(&g["score"], "score") - number(&w["score"], "score")).abs();
+        max.relation_score = max.relation_score.max(d);
+        let (gs, ws) = (
+            g["scores"].as_object().unwrap(),
+            w["scores"].as_object().unwrap(),
+        );
+        assert_eq!(
+            gs.keys().collect::<Vec<_>>(),
+            ws.keys().collect::<Vec<_>>(),
+            "{frame}"
+        );
+        for (label, p) in ws {
+            let d = (number(&gs[label], label) - number(p, label)).abs();
+            max.relation_score = max.relation_score.max(d);
+        }
+    }
+}
+
+#[test]
+fn the_demo_gives_the_x86_64_persons_and_labels() {
+    let out = std::env::temp_dir().join(format!("kith-reference-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let limit = frames_to_compare();
+    let mut kith = Command::new(env!("CARGO_BIN_EXE_kith"));
+    kith.args(["run", "--board", "board-configs/demo.toml", "--out"])
+        .arg(&out)
+        .current_dir(repo());
+    if let Some(n) = limit {
+        kith.arg("--frames").arg(n.to_string());
+    }
+    let run = kith
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let banner = String::from_utf8_lossy(&run.stdout);
+    println!("{}", banner.lines().take(4).collect::<Vec<_>>().join("\n"));
+    let got = read_jsonl(&out.join("results.jsonl"));
+    let mut want = read_jsonl(&repo().join("firmware/tests/data/demo-x86_64.jsonl"));
+    if let Some(n) = limit {
+        want.truncate(n);
+    }
+    assert_eq!(got.len(), want.len(), "frames");
+    let mut max = MaxDiff::default();
+    for (g, w) in got.iter().zip(&want) {
+        compare_frame(g, w, &mut max);
+    }
+    let pairs: usize = want
+        .iter()
+        .map(|r| r["relations"].as_array().unwrap().len())
+        .sum();
+    println!(
+        "{} on {}: {} frames, {pairs} pairs, same persons and labels as x86_64; max |diff| box \
+         {:.2} px, person score {:.2e}, relation probability {:.2e}",
+        std::env::consts::ARCH,
+        std::env::consts::OS,
+        got.len(),
+        max.box_px,
+        max.person_score,
+        max.relation_score
+    );
+    assert!(
+        pairs >= want.len(),
+        "only {pairs} pairs in {} frames: the comparison says little", want.len()
+    );
+    assert!(
+        max.box_px <= BOX_TOLERANCE_PX,
+        "a box differs by {} px",
+        max.box_px
+    );
+    assert!(
+        max.person_score <= SCORE_TOLERANCE && max.relation_score <= SCORE_TOLERANCE,
+        "scores differ by up to {:?}",
+        max
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
