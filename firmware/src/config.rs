@@ -106,6 +106,10 @@ fn default_retry_max_ms() -> u64 {
     4000
 }
 
+/// The error for a V4L2 camera in a kith built without the `v4l2` feature.
+pub const NO_V4L2: &str =
+    "field `camera.kind` = \"v4l2\": this kith was built without v4l2 support (cargo feature `v4l2`)";
+
 /// Largest camera frame side accepted in a config.
 const MAX_CAMERA_SIDE: u32 = 8192;
 
