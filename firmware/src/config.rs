@@ -39,6 +39,19 @@ pub struct BoardConfig {
     /// The file this was read from.
     #[serde(skip)]
     pub file: PathBuf,
+    /// Whether device nodes (camera, display) were required to exist.
+    #[serde(skip)]
+    pub devices: Devices,
+}
+
+/// Whether validation requires the board's device nodes to exist.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Devices {
+    /// The camera and display nodes must exist (on the board, and for `kith run`).
+    #[default]
+    Required,
+    /// Check every field but not the device nodes (`kith check --skip-devices` on a host).
+    Skipped,
 }
 
 fn one() -> usize {
@@ -105,6 +118,10 @@ fn default_retry_min_ms() -> u64 {
 fn default_retry_max_ms() -> u64 {
     4000
 }
+
+/// The error for a V4L2 camera in a kith built without the `v4l2` feature.
+pub const NO_V4L2: &str =
+    "field `camera.kind` = \"v4l2\": this kith was built without v4l2 support (cargo feature `v4l2`)";
 
 /// Largest camera frame side accepted in a config.
 const MAX_CAMERA_SIDE: u32 = 8192;
@@ -346,16 +363,26 @@ pub struct RelationConfig {
 impl BoardConfig {
     /// Reads, parses and validates `file`.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(file, Devices::Required)
+    }
+
+    /// Reads, parses and validates `file`, with or without its device nodes.
+    pub fn load_with(file: &Path, devices: Devices) -> Result<Self, ConfigError> {
         let err = |detail: String| ConfigError {
             file: file.to_owned(),
             detail,
         };
         let text = std::fs::read_to_string(file).map_err(|e| err(format!("cannot read: {e}")))?;
-        Self::parse(file, &text)
+        Self::parse_with(file, &text, devices)
     }
 
     /// Parses and validates `text`, the contents of `file`.
     pub fn parse(file: &Path, text: &str) -> Result<Self, ConfigError> {
+        Self::parse_with(file, text, Devices::Required)
+    }
+
+    /// Parses and validates `text`, the contents of `file`, with or without its device nodes.
+    pub fn parse_with(file: &Path, text: &str, devices: Devices) -> Result<Self, ConfigError> {
         let err = |detail: String| ConfigError {
             file: file.to_owned(),
             detail,
@@ -363,6 +390,7 @@ impl BoardConfig {
         let mut config: BoardConfig =
             toml::from_str(text).map_err(|e| err(toml_error(text, &e)))?;
         config.file = file.to_owned();
+        config.devices = devices;
         let base = file.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
         config.validate().map_err(err)?;
@@ -411,8 +439,8 @@ impl BoardConfig {
                 }
             }
             DisplayConfig::None => {}
-            DisplayConfig::Fbdev(fb) => validate_fbdev(fb)?,
-            DisplayConfig::Spi(spi) => validate_spi(spi)?,
+            DisplayConfig::Fbdev(fb) => validate_fbdev(fb, self.devices)?,
+            DisplayConfig::Spi(spi) => validate_spi(spi, self.devices)?,
         }
         let d = &self.detector;
         for (field, v) in [
@@ -477,7 +505,9 @@ impl BoardConfig {
                     ));
                 }
                 let retry = retry(*retry_min_ms, *retry_max_ms)?;
-                must_exist("camera.device", device)?;
+                if self.devices == Devices::Required {
+                    must_exist("camera.device", device)?;
+                }
                 Ok(CameraSpec::V4l2(V4l2Settings {
                     device: device.clone(),
                     format,
@@ -510,7 +540,7 @@ impl BoardConfig {
                     ));
                 }
                 let retry = retry(*retry_min_ms, *retry_max_ms)?;
-                if path.as_os_str() != "-" {
+                if path.as_os_str() != "-" && self.devices == Devices::Required {
                     must_exist("camera.path", path)?;
                     if path.is_dir() {
                         return Err(format!(
@@ -585,7 +615,7 @@ impl BoardConfig {
 /// The largest framebuffer side a config may give.
 const MAX_FB_SIDE: u32 = 16384;
 
-fn validate_fbdev(fb: &FbdevConfig) -> Result<(), String> {
+fn validate_fbdev(fb: &FbdevConfig, devices: Devices) -> Result<(), String> {
     use std::os::unix::fs::FileTypeExt;
     for (field, value) in [("display.width", fb.width), ("display.height", fb.height)] {
         if let Some(v) = value {
@@ -614,6 +644,9 @@ fn validate_fbdev(fb: &FbdevConfig) -> Result<(), String> {
     }
     // stat, not open: `kith check` opens no device.
     let device = &fb.device;
+    if devices == Devices::Skipped && !device.exists() {
+        return Ok(());
+    }
     let meta = std::fs::metadata(device).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             format!(
@@ -695,7 +728,7 @@ fn frame_size(width: u32, height: u32) -> Result<(), String> {
     Ok(())
 }
 
-fn validate_spi(spi: &SpiConfig) -> Result<(), String> {
+fn validate_spi(spi: &SpiConfig, devices: Devices) -> Result<(), String> {
     if !cfg!(feature = "spi") {
         return Err(
             "field `display.kind` = \"spi\": this kith was built without spi support (cargo feature `spi`)"
@@ -758,7 +791,7 @@ fn validate_spi(spi: &SpiConfig) -> Result<(), String> {
         ("display.spi", &spi.spi),
         ("display.gpio_chip", &spi.gpio_chip),
     ] {
-        if !path.exists() {
+        if !path.exists() && devices == Devices::Required {
             return Err(format!(
                 "field `{field}`: {} does not exist",
                 path.display()

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use kith::camera::Negotiated;
-use kith::config::{BoardConfig, CameraSpec};
+use kith::config::{BoardConfig, CameraSpec, Devices};
 use kith::service::{Notifier, StopFlag};
 use kith::session::{Drawing, Session, SessionError, SessionOptions, Step};
 use kith_runtime::alloc_count::{self, CountingAllocator};
@@ -43,6 +43,10 @@ enum Command {
         /// Board config (TOML).
         #[arg(long)]
         board: PathBuf,
+        /// Check every field but not whether the camera and display device nodes exist (on a host
+        /// without the board's devices).
+        #[arg(long)]
+        skip_devices: bool,
     },
 }
 
@@ -79,7 +83,17 @@ fn main() -> ExitCode {
     }));
     let result = match command {
         Command::Run(args) => run(&args),
-        Command::Check { board } => check(&board),
+        Command::Check {
+            board,
+            skip_devices,
+        } => check(
+            &board,
+            if skip_devices {
+                Devices::Skipped
+            } else {
+                Devices::Required
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -95,8 +109,8 @@ fn main() -> ExitCode {
 }
 
 /// `kith check`: validates the config and loads both models, opening no device.
-fn check(board: &Path) -> Result<()> {
-    let config = BoardConfig::load(board).map_err(SessionError::from)?;
+fn check(board: &Path, devices: Devices) -> Result<()> {
+    let config = BoardConfig::load_with(board, devices).map_err(SessionError::from)?;
     let pipeline = Pipeline::load(
         &config.detector.model,
         &config.relation.model,

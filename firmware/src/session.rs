@@ -122,8 +122,7 @@ fn open_source(
         CameraSpec::V4l2(_) => {
             return Err(ConfigError {
                 file: config.file.clone(),
-                detail: "field `camera.kind` = \"v4l2\": this kith was built without v4l2 support"
-                    .into(),
+                detail: crate::config::NO_V4L2.into(),
             }
             .into())
         }
