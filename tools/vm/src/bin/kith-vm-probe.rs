@@ -29,7 +29,7 @@ enum Command {
     /// Prints the monotonic clock in milliseconds.
     Now,
     /// Waits until FILE contains TEXT (or has LINES lines), printing the milliseconds waited;
-    /// exits 1 on time-out.
+    /// prints "timeout" (or "exited" when PID ended first) and exits 1 otherwise.
     Wait {
         file: PathBuf,
         #[arg(long)]
@@ -41,6 +41,9 @@ enum Command {
         lines: Option<usize>,
         #[arg(long, default_value_t = 10_000)]
         timeout_ms: u64,
+        /// Give up as soon as this process has exited.
+        #[arg(long)]
+        pid: Option<i32>,
     },
     /// Sends SIGTERM to PID and prints the milliseconds until it exited (is a zombie or gone);
     /// exits 1 if it still runs after TIMEOUT_MS.
@@ -66,7 +69,8 @@ fn main() -> Result<()> {
             absent,
             lines,
             timeout_ms,
-        } => wait(&file, contains.as_deref(), absent, lines, timeout_ms),
+            pid,
+        } => wait(&file, contains.as_deref(), absent, lines, timeout_ms, pid),
         Command::Term { pid, timeout_ms } => term(pid, timeout_ms),
     }
 }
@@ -287,6 +291,7 @@ fn wait(
     absent: bool,
     lines: Option<usize>,
     timeout_ms: u64,
+    pid: Option<i32>,
 ) -> Result<()> {
     let start = Instant::now();
     let done = || {
@@ -299,6 +304,14 @@ fn wait(
         if done() {
             println!("{}", start.elapsed().as_millis());
             return Ok(());
+        }
+        if pid.is_some_and(exited) {
+            // One last look: the process may have written the awaited line as it ended.
+            if done() {
+                continue;
+            }
+            println!("exited");
+            std::process::exit(1);
         }
         if start.elapsed() > Duration::from_millis(timeout_ms) {
             println!("timeout");
