@@ -66,6 +66,179 @@ pub enum DisplayConfig {
     },
     /// Headless: no drawing at all.
     None,
+    /// A Linux framebuffer, /dev/fbN.
+    Fbdev(FbdevConfig),
+    /// An SPI TFT panel driven through spidev and gpio-cdev.
+    Spi(SpiConfig),
+}
+
+/// `[display] kind = "fbdev"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FbdevConfig {
+    /// The framebuffer device, or a plain file standing in for it (tests).
+    pub device: PathBuf,
+    /// For a plain file: the geometry the FBIOGET_*SCREENINFO ioctls would report. For a device
+    /// they are optional and checked against what the ioctls report.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// "rgb565" or "xrgb8888".
+    pub pixel_format: Option<String>,
+    /// Bytes from one line to the next; default width * bytes per pixel.
+    pub line_length: Option<u32>,
+}
+
+/// A framebuffer pixel format a config can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FbPixelFormat {
+    /// 16 bits: red 11..16, green 5..11, blue 0..5.
+    Rgb565,
+    /// 32 bits: blue, green, red, unused byte (little-endian order in memory).
+    Xrgb8888,
+}
+
+impl FbPixelFormat {
+    /// The config names, in the order error messages list them.
+    pub const NAMES: &'static str = "rgb565, xrgb8888";
+
+    /// The format called `name` in a config.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "rgb565" => Some(FbPixelFormat::Rgb565),
+            "xrgb8888" => Some(FbPixelFormat::Xrgb8888),
+            _ => None,
+        }
+    }
+
+    /// The name a config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            FbPixelFormat::Rgb565 => "rgb565",
+            FbPixelFormat::Xrgb8888 => "xrgb8888",
+        }
+    }
+
+    /// Bytes per pixel.
+    pub fn bytes_per_pixel(self) -> u32 {
+        match self {
+            FbPixelFormat::Rgb565 => 2,
+            FbPixelFormat::Xrgb8888 => 4,
+        }
+    }
+}
+
+impl FbdevConfig {
+    /// The geometry given in the config: width, height, format and line length, or `None` when
+    /// any of width, height and pixel format is missing (validated: the names are known).
+    pub fn geometry(&self) -> Option<FbGeometry> {
+        let format = FbPixelFormat::parse(self.pixel_format.as_deref()?)?;
+        let (width, height) = (self.width?, self.height?);
+        Some(FbGeometry {
+            width,
+            height,
+            format,
+            line_length: self.line_length.unwrap_or(width * format.bytes_per_pixel()),
+        })
+    }
+}
+
+/// A framebuffer's geometry as a config gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FbGeometry {
+    pub width: u32,
+    pub height: u32,
+    pub format: FbPixelFormat,
+    pub line_length: u32,
+}
+
+impl FbGeometry {
+    /// Bytes the visible area spans, from the first line's start to the last pixel's end.
+    pub fn bytes(&self) -> u64 {
+        u64::from(self.height.saturating_sub(1)) * u64::from(self.line_length)
+            + u64::from(self.width) * u64::from(self.format.bytes_per_pixel())
+    }
+}
+
+/// `[display] kind = "spi"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpiConfig {
+    /// "st7789", "ili9341" or "ili9486".
+    pub panel: String,
+    /// The spidev node, /dev/spidevB.C.
+    pub spi: PathBuf,
+    /// SPI clock; the spidev default when absent.
+    pub speed_hz: Option<u32>,
+    /// The GPIO chip of the dc, reset and backlight lines.
+    pub gpio_chip: PathBuf,
+    /// Line offsets on `gpio_chip`.
+    pub dc: u32,
+    pub reset: Option<u32>,
+    pub backlight: Option<u32>,
+    /// The panel's size in its native orientation (as its datasheet gives it, e.g. 240x320);
+    /// rotation 90 and 270 swap them on screen.
+    pub width: u32,
+    pub height: u32,
+    /// 0, 90, 180 or 270 degrees.
+    #[serde(default)]
+    pub rotation: u32,
+    /// Where the visible area starts in the controller's memory, in the native orientation.
+    #[serde(default)]
+    pub offset_x: u32,
+    #[serde(default)]
+    pub offset_y: u32,
+    #[serde(default)]
+    pub invert_colors: bool,
+    /// The panel's subpixels are blue-green-red.
+    #[serde(default)]
+    pub bgr: bool,
+}
+
+/// The SPI panel controllers kith drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Panel {
+    St7789,
+    Ili9341,
+    Ili9486,
+}
+
+impl Panel {
+    /// The config names, in the order error messages list them.
+    pub const NAMES: &'static str = "st7789, ili9341, ili9486";
+
+    /// The controller called `name` in a config.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "st7789" => Some(Panel::St7789),
+            "ili9341" => Some(Panel::Ili9341),
+            "ili9486" => Some(Panel::Ili9486),
+            _ => None,
+        }
+    }
+
+    /// The controller's memory in pixels, columns x rows, in its native orientation.
+    pub fn memory_size(self) -> (u32, u32) {
+        match self {
+            Panel::St7789 | Panel::Ili9341 => (240, 320),
+            Panel::Ili9486 => (320, 480),
+        }
+    }
+
+    /// The name datasheets use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Panel::St7789 => "ST7789",
+            Panel::Ili9341 => "ILI9341",
+            Panel::Ili9486 => "ILI9486",
+        }
+    }
+}
+
+impl SpiConfig {
+    /// The controller (validated).
+    pub fn panel_kind(&self) -> Panel {
+        Panel::parse(&self.panel).unwrap_or(Panel::St7789)
+    }
 }
 
 /// The person detector.
@@ -143,6 +316,14 @@ impl BoardConfig {
         match &mut self.camera {
             CameraConfig::Replay { path, .. } => resolve(path),
         }
+        match &mut self.display {
+            DisplayConfig::Fbdev(fb) => resolve(&mut fb.device),
+            DisplayConfig::Spi(spi) => {
+                resolve(&mut spi.spi);
+                resolve(&mut spi.gpio_chip);
+            }
+            DisplayConfig::Png { .. } | DisplayConfig::None => {}
+        }
         resolve(&mut self.detector.model);
         resolve(&mut self.relation.model);
     }
@@ -167,10 +348,15 @@ impl BoardConfig {
                 }
             }
         }
-        if let DisplayConfig::Png { every } = self.display {
-            if every == 0 {
-                return Err("field `display.every` must be at least 1".into());
+        match &self.display {
+            DisplayConfig::Png { every } => {
+                if *every == 0 {
+                    return Err("field `display.every` must be at least 1".into());
+                }
             }
+            DisplayConfig::None => {}
+            DisplayConfig::Fbdev(fb) => validate_fbdev(fb)?,
+            DisplayConfig::Spi(spi) => validate_spi(spi)?,
         }
         let d = &self.detector;
         for (field, v) in [
@@ -244,6 +430,160 @@ impl BoardConfig {
             },
         }
     }
+}
+
+/// The largest framebuffer side a config may give.
+const MAX_FB_SIDE: u32 = 16384;
+
+fn validate_fbdev(fb: &FbdevConfig) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    for (field, value) in [("display.width", fb.width), ("display.height", fb.height)] {
+        if let Some(v) = value {
+            if !(1..=MAX_FB_SIDE).contains(&v) {
+                return Err(format!(
+                    "field `{field}` = {v} is not within 1..={MAX_FB_SIDE}"
+                ));
+            }
+        }
+    }
+    if let Some(name) = &fb.pixel_format {
+        if FbPixelFormat::parse(name).is_none() {
+            return Err(format!(
+                "field `display.pixel_format` = \"{name}\" is not one of {}",
+                FbPixelFormat::NAMES
+            ));
+        }
+    }
+    if let (Some(line), Some(g)) = (fb.line_length, fb.geometry()) {
+        let packed = g.width * g.format.bytes_per_pixel();
+        if line < packed {
+            return Err(format!(
+                "field `display.line_length` = {line} is less than width * bytes per pixel = {packed}"
+            ));
+        }
+    }
+    // stat, not open: `kith check` opens no device.
+    let device = &fb.device;
+    let meta = std::fs::metadata(device).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!(
+                "field `display.device`: {} does not exist",
+                device.display()
+            )
+        }
+        _ => format!("field `display.device`: {}: {e}", device.display()),
+    })?;
+    if meta.file_type().is_char_device() {
+        // The FBIOGET_*SCREENINFO ioctls give the geometry; the fields, if any, are checked
+        // against them when the device is opened.
+        return Ok(());
+    }
+    if !meta.is_file() {
+        return Err(format!(
+            "field `display.device`: {} is neither a framebuffer device nor a regular file",
+            device.display()
+        ));
+    }
+    for (field, missing) in [
+        ("display.width", fb.width.is_none()),
+        ("display.height", fb.height.is_none()),
+        ("display.pixel_format", fb.pixel_format.is_none()),
+    ] {
+        if missing {
+            return Err(format!(
+                "field `{field}` is required when `display.device` ({}) is a regular file",
+                device.display()
+            ));
+        }
+    }
+    if let Some(g) = fb.geometry() {
+        if meta.len() < g.bytes() {
+            return Err(format!(
+                "field `display.device`: {} is {} bytes, less than the {} bytes of {}x{} {} with lines of {} bytes",
+                device.display(),
+                meta.len(),
+                g.bytes(),
+                g.width,
+                g.height,
+                g.format.name(),
+                g.line_length
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_spi(spi: &SpiConfig) -> Result<(), String> {
+    if !cfg!(feature = "spi") {
+        return Err(
+            "field `display.kind` = \"spi\": this kith was built without spi support (cargo feature `spi`)"
+                .into(),
+        );
+    }
+    let Some(panel) = Panel::parse(&spi.panel) else {
+        return Err(format!(
+            "field `display.panel` = \"{}\" is not one of {}",
+            spi.panel,
+            Panel::NAMES
+        ));
+    };
+    if ![0, 90, 180, 270].contains(&spi.rotation) {
+        return Err(format!(
+            "field `display.rotation` = {} is not one of 0, 90, 180, 270",
+            spi.rotation
+        ));
+    }
+    let (columns, rows) = panel.memory_size();
+    for (side, value, offset_field, offset, max) in [
+        ("width", spi.width, "offset_x", spi.offset_x, columns),
+        ("height", spi.height, "offset_y", spi.offset_y, rows),
+    ] {
+        if !(1..=max).contains(&value) {
+            return Err(format!(
+                "field `display.{side}` = {value} is not within 1..={max} (the {}'s {side} in its native orientation)",
+                panel.name()
+            ));
+        }
+        if offset > max - value {
+            return Err(format!(
+                "field `display.{offset_field}` = {offset}: with {side} {value} it passes the {}'s {max} pixels",
+                panel.name()
+            ));
+        }
+    }
+    if spi.speed_hz == Some(0) {
+        return Err("field `display.speed_hz` must be at least 1".into());
+    }
+    for (field, line) in [
+        ("display.reset", spi.reset),
+        ("display.backlight", spi.backlight),
+    ] {
+        if line == Some(spi.dc) {
+            return Err(format!(
+                "field `{field}` = {} is the same GPIO line as `display.dc`",
+                spi.dc
+            ));
+        }
+    }
+    if spi.reset.is_some() && spi.reset == spi.backlight {
+        return Err(format!(
+            "field `display.backlight` = {} is the same GPIO line as `display.reset`",
+            spi.reset.unwrap_or_default()
+        ));
+    }
+    // stat, not open: `kith check` opens no device.
+    for (field, path) in [
+        ("display.spi", &spi.spi),
+        ("display.gpio_chip", &spi.gpio_chip),
+    ] {
+        if !path.exists() {
+            return Err(format!(
+                "field `{field}`: {} does not exist",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One line from a TOML error: the message and the line it points at.
@@ -332,5 +672,169 @@ model = "Cargo.toml"
             assert!(e.contains("board.toml"), "{e}");
             assert!(!e.contains('\n'), "{e}");
         }
+    }
+
+    /// GOOD with its display replaced by `display` (the lines after `[display]`).
+    fn with_display(display: &str) -> String {
+        GOOD.replace("kind = \"png\"\nevery = 2", display)
+    }
+
+    fn fb_file(name: &str, len: usize) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("kith-config-{name}-{}", std::process::id()));
+        std::fs::write(&path, vec![0u8; len]).unwrap();
+        path
+    }
+
+    #[test]
+    fn an_fbdev_file_takes_its_geometry_from_the_config() {
+        let file = fb_file("fb-good", 100 * 48);
+        let c = parse(&with_display(&format!(
+            "kind = \"fbdev\"\ndevice = \"{}\"\nwidth = 40\nheight = 48\npixel_format = \"rgb565\"\nline_length = 100",
+            file.display()
+        )))
+        .unwrap();
+        let DisplayConfig::Fbdev(fb) = &c.display else {
+            panic!("{:?}", c.display)
+        };
+        let g = fb.geometry().unwrap();
+        assert_eq!(
+            (g.width, g.height, g.format, g.line_length),
+            (40, 48, FbPixelFormat::Rgb565, 100)
+        );
+        let c = parse(&with_display(&format!(
+            "kind = \"fbdev\"\ndevice = \"{}\"\nwidth = 30\nheight = 40\npixel_format = \"xrgb8888\"",
+            file.display()
+        )))
+        .unwrap();
+        let DisplayConfig::Fbdev(fb) = &c.display else {
+            panic!("{:?}", c.display)
+        };
+        assert_eq!(
+            fb.geometry().unwrap().line_length,
+            120,
+            "width * 4 by default"
+        );
+        std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn fbdev_errors_name_the_field() {
+        let file = fb_file("fb-bad", 64 * 48);
+        let dev = file.display().to_string();
+        let fb = |rest: &str| with_display(&format!("kind = \"fbdev\"\n{rest}"));
+        let cases = [
+            (fb("device = \"/dev/fb-kith-missing\""), "field `display.device`: /dev/fb-kith-missing does not exist"),
+            (fb(&format!("device = \"{dev}\"\nheight = 48\npixel_format = \"rgb565\"")), "field `display.width` is required"),
+            (fb(&format!("device = \"{dev}\"\nwidth = 32\nheight = 48")), "field `display.pixel_format` is required"),
+            (fb(&format!("device = \"{dev}\"\nwidth = 32\nheight = 48\npixel_format = \"rgb888\"")), "field `display.pixel_format` = \"rgb888\" is not one of rgb565, xrgb8888"),
+            (fb(&format!("device = \"{dev}\"\nwidth = 32\nheight = 48\npixel_format = \"rgb565\"\nline_length = 60")), "field `display.line_length` = 60 is less than"),
+            (fb(&format!("device = \"{dev}\"\nwidth = 0\nheight = 48\npixel_format = \"rgb565\"")), "field `display.width` = 0"),
+            (fb(&format!("device = \"{dev}\"\nwidth = 32\nheight = 48\npixel_format = \"xrgb8888\"")), "field `display.device`"),
+            (fb("device = \".\"\nwidth = 32\nheight = 48\npixel_format = \"rgb565\""), "neither a framebuffer device nor a regular file"),
+            (fb(&format!("device = \"{dev}\"\nrotation = 90")), "rotation"),
+        ];
+        for (text, needle) in cases {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle} not in {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        std::fs::remove_file(file).unwrap();
+    }
+
+    /// An SPI display whose device nodes are stand-ins that exist (validation only stats them).
+    fn spi(rest: &str) -> String {
+        with_display(&format!(
+            "kind = \"spi\"\nspi = \"Cargo.toml\"\ngpio_chip = \"src\"\ndc = 25\n{rest}"
+        ))
+    }
+
+    #[cfg(feature = "spi")]
+    #[test]
+    fn a_good_spi_display_parses() {
+        let c = parse(&spi("panel = \"st7789\"\nwidth = 240\nheight = 240\nrotation = 180\noffset_y = 80\nreset = 27\nbacklight = 18\ninvert_colors = true")).unwrap();
+        let DisplayConfig::Spi(s) = &c.display else {
+            panic!("{:?}", c.display)
+        };
+        assert_eq!(s.panel_kind(), Panel::St7789);
+        assert_eq!(
+            (s.width, s.height, s.rotation, s.offset_x, s.offset_y),
+            (240, 240, 180, 0, 80)
+        );
+        assert!(s.invert_colors && !s.bgr);
+        assert!(s.spi.is_absolute(), "resolved against the config's folder");
+    }
+
+    #[cfg(feature = "spi")]
+    #[test]
+    fn spi_errors_name_the_field() {
+        let cases = [
+            (
+                spi("panel = \"st7789\"\nwidth = 240\nheight = 320\nrotation = 45"),
+                "field `display.rotation` = 45 is not one of 0, 90, 180, 270",
+            ),
+            (
+                spi("panel = \"st7735\"\nwidth = 128\nheight = 160"),
+                "field `display.panel` = \"st7735\" is not one of st7789, ili9341, ili9486",
+            ),
+            (
+                spi("panel = \"st7789\"\nwidth = 320\nheight = 240"),
+                "field `display.width` = 320 is not within 1..=240",
+            ),
+            (
+                spi("panel = \"ili9341\"\nwidth = 240\nheight = 0"),
+                "field `display.height` = 0",
+            ),
+            (
+                spi("panel = \"st7789\"\nwidth = 240\nheight = 240\noffset_y = 81"),
+                "field `display.offset_y` = 81",
+            ),
+            (
+                spi("panel = \"ili9486\"\nwidth = 320\nheight = 480\noffset_x = 1"),
+                "field `display.offset_x` = 1",
+            ),
+            (
+                spi("panel = \"st7789\"\nwidth = 240\nheight = 240\nreset = 25"),
+                "field `display.reset` = 25 is the same GPIO line as `display.dc`",
+            ),
+            (
+                spi("panel = \"st7789\"\nwidth = 240\nheight = 240\nreset = 5\nbacklight = 5"),
+                "field `display.backlight` = 5",
+            ),
+            (
+                spi("panel = \"st7789\"\nwidth = 240\nheight = 240\nspeed_hz = 0"),
+                "field `display.speed_hz`",
+            ),
+            (
+                spi("panel = \"st7789\"\nwidth = 240\nheight = 240\nmirror = true"),
+                "mirror",
+            ),
+            (
+                spi("panel = \"st7789\"\nwidth = 240\nheight = 240")
+                    .replace("\"Cargo.toml\"", "\"/dev/spidev-kith-missing\""),
+                "field `display.spi`: /dev/spidev-kith-missing does not exist",
+            ),
+            (
+                spi("panel = \"st7789\"\nwidth = 240\nheight = 240")
+                    .replace("\"src\"", "\"/dev/gpiochip-kith-missing\""),
+                "field `display.gpio_chip`",
+            ),
+        ];
+        for (text, needle) in cases {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle} not in {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[cfg(not(feature = "spi"))]
+    #[test]
+    fn spi_without_the_feature_is_a_config_error() {
+        let e = parse(&spi("panel = \"st7789\"\nwidth = 240\nheight = 240"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`display.kind`") && e.contains("built without spi support"),
+            "{e}"
+        );
     }
 }

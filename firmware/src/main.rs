@@ -60,6 +60,10 @@ struct RunArgs {
     /// Stop after this many frames.
     #[arg(long)]
     frames: Option<u64>,
+    /// Besides the board's display, write a PNG of what it shows every N frames to
+    /// OUT/frames/NNNNNN.png (same numbering as the png display).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    snapshots: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         source: None,
         out: "out".into(),
         frames: None,
+        snapshots: None,
     }));
     let result = match command {
         Command::Run(args) => run(&args),
@@ -119,10 +124,12 @@ fn run(args: &RunArgs) -> Result<()> {
         repeat: false,
         pipelined: None,
         drawing: Drawing::Board,
+        snapshots: args.snapshots.map(|n| n as usize),
         stop: StopFlag::on_signals().context("cannot install the SIGINT/SIGTERM handlers")?,
     };
     let mut session = Session::open(&config, &options)?;
     print_banner(&config, session.pipeline());
+    println!("  display   {}", session.display().describe());
     let limit = args.frames.unwrap_or(u64::MAX);
     let started = std::time::Instant::now();
     let (mut done, mut skipped) = (0u64, 0u64);
@@ -162,7 +169,7 @@ fn run(args: &RunArgs) -> Result<()> {
         done as f64 / wall.max(1e-9)
     );
     let results = args.out.join("results.jsonl");
-    match session.snapshot_dir(&args.out) {
+    match session.snapshot_dir() {
         Some(dir) => println!(
             "wrote {done} frames to {} and PNG snapshots to {}",
             results.display(),

@@ -12,6 +12,7 @@ use crate::camera::replay::ReplaySource;
 use crate::camera::{FrameSource, SourceError};
 use crate::config::{BoardConfig, CameraConfig, ConfigError, DisplayConfig};
 use crate::display::png::PngSnapshots;
+use crate::display::{Display, DisplayError};
 use crate::output::JsonLines;
 use crate::service::StopFlag;
 use crate::OutputError;
@@ -27,6 +28,8 @@ pub enum SessionError {
     Pipeline(#[from] kith_runtime::Error),
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error(transparent)]
+    Display(#[from] DisplayError),
 }
 
 impl SessionError {
@@ -36,6 +39,7 @@ impl SessionError {
         matches!(
             self,
             SessionError::Config(_)
+                | SessionError::Display(DisplayError::Geometry { .. })
                 | SessionError::Pipeline(
                     E::ModelLoad { .. } | E::ModelContract { .. } | E::Setting { .. }
                 )
@@ -46,7 +50,7 @@ impl SessionError {
 /// Where frames are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drawing {
-    /// As the board config says (PNG snapshots or none).
+    /// On the display the board config names.
     Board,
     /// Every frame onto an in-memory canvas, written nowhere (benchmarks).
     Memory,
@@ -68,6 +72,9 @@ pub struct SessionOptions {
     /// Replaces the board's `pipelined` setting.
     pub pipelined: Option<bool>,
     pub drawing: Drawing,
+    /// Besides the display, a PNG of what it shows every N frames, in OUT/frames/ (with a "png"
+    /// display, N replaces its `every`).
+    pub snapshots: Option<usize>,
     /// Set by SIGINT/SIGTERM (or a test): sources and waits give up promptly when it is set.
     pub stop: StopFlag,
 }
@@ -89,14 +96,15 @@ pub enum Step {
 pub struct Session {
     source: Box<dyn FrameSource>,
     pipeline: Pipeline,
-    canvas: Option<RgbCanvas>,
+    display: Display,
+    /// `--snapshots`: PNGs of what a board display shows.
     snapshots: Option<PngSnapshots>,
     results: Option<JsonLines>,
     weights: String,
 }
 
 impl Session {
-    /// Opens the source, loads the models and creates the outputs for `config`.
+    /// Opens the source, loads the models, opens the display and creates the outputs for `config`.
     pub fn open(config: &BoardConfig, options: &SessionOptions) -> Result<Self, SessionError> {
         let source: Box<dyn FrameSource> = match (&options.source, &config.camera) {
             (Some(path), _) => Box::new(ReplaySource::open(path, options.repeat)?),
@@ -120,22 +128,29 @@ impl Session {
         let results = out
             .map(|dir| JsonLines::create(&dir.join("results.jsonl")))
             .transpose()?;
-        let snapshots = match (options.drawing, &config.display, out) {
-            (Drawing::Board, DisplayConfig::Png { every }, Some(dir)) => {
-                Some(PngSnapshots::create(&dir.join("frames"), *every)?)
+        let frames = out.map(|dir| dir.join("frames"));
+        let display = match options.drawing {
+            Drawing::Board => {
+                let mut display = config.display.clone();
+                if let (DisplayConfig::Png { every }, Some(n)) = (&mut display, options.snapshots) {
+                    *every = n;
+                }
+                Display::open(&display, frames.as_deref())?
             }
-            _ => None,
+            Drawing::Memory => Display::Memory(RgbCanvas::default()),
+            Drawing::Off => Display::None,
         };
-        let canvas = match options.drawing {
-            Drawing::Memory => Some(RgbCanvas::default()),
-            Drawing::Board if snapshots.is_some() => Some(RgbCanvas::default()),
+        let snapshots = match (options.snapshots, &frames) {
+            (Some(every), Some(dir)) if display.png().is_none() => {
+                Some(PngSnapshots::create(dir, every, display.resolution())?)
+            }
             _ => None,
         };
         let weights = pipeline.relation().weights().to_owned();
         Ok(Session {
             source,
             pipeline,
-            canvas,
+            display,
             snapshots,
             results,
             weights,
@@ -163,8 +178,22 @@ impl Session {
     }
 
     /// Where PNG snapshots go, when they are written.
-    pub fn snapshot_dir(&self, out: &Path) -> Option<PathBuf> {
-        self.snapshots.as_ref().map(|_| out.join("frames"))
+    pub fn snapshot_dir(&self) -> Option<&Path> {
+        self.display
+            .png()
+            .or(self.snapshots.as_ref())
+            .map(PngSnapshots::dir)
+    }
+
+    /// The display frames are drawn on.
+    pub fn display(&self) -> &Display {
+        &self.display
+    }
+
+    /// Shows a full-screen status message such as "camera lost" on the display in place of
+    /// frames; the next finished frame replaces it.
+    pub fn show_status(&mut self, text: &str) -> Result<(), SessionError> {
+        Ok(self.display.show_status(text)?)
     }
 
     /// Runs one frame: capture, pipeline, drawing, outputs. When pipelined, the frame finished (drawn
@@ -196,28 +225,17 @@ impl Session {
         }
     }
 
-    /// Draws and writes the pipeline's finished frame.
+    /// Draws the pipeline's finished frame on the display and writes it.
     fn complete(&mut self) -> Result<(), SessionError> {
-        // Frames finish in capture order, so the scene's number is also the snapshot's.
-        let n = self.pipeline.scene().frame;
-        let snapshot = self.snapshots.as_ref().is_some_and(|s| s.wants(n));
-        if let Some(canvas) = self
-            .canvas
-            .as_mut()
-            .filter(|_| snapshot || self.snapshots.is_none())
-        {
-            let scene = self.pipeline.scene();
-            canvas.resize(scene.width, scene.height);
-            let Ok(()) = self.pipeline.render(canvas);
+        // Frames finish in capture order, so the scene's number is also the snapshot's. The
+        // snapshot is drawn first so the frame's render time is the display's.
+        if let Some(snapshots) = &mut self.snapshots {
+            snapshots.show_frame(&mut self.pipeline)?;
         }
+        self.display.show_frame(&mut self.pipeline)?;
         let scene = self.pipeline.finish();
         if let Some(results) = &mut self.results {
             results.write(scene, &self.weights)?;
-        }
-        if let (Some(snapshots), Some(canvas)) = (&self.snapshots, &self.canvas) {
-            if snapshot {
-                snapshots.write(n, canvas)?;
-            }
         }
         Ok(())
     }

@@ -188,6 +188,7 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
             Display::Memory => Drawing::Memory,
             Display::None => Drawing::Off,
         },
+        snapshots: None,
         stop: StopFlag::on_signals()?,
     };
     let mut session = Session::open(&config, &options)?;
