@@ -45,6 +45,9 @@ enum Command {
         #[arg(long)]
         pid: Option<i32>,
     },
+    /// Watches FILE until PID exits and prints the largest number of its lines that contained
+    /// TEXT at any one time (e.g. the camera buffers mapped in /proc/PID/maps during a run).
+    Peak { file: PathBuf, text: String, pid: i32 },
     /// Sends SIGTERM to PID and prints the milliseconds until it exited (is a zombie or gone);
     /// exits 1 if it still runs after TIMEOUT_MS.
     Term {
@@ -71,6 +74,10 @@ fn main() -> Result<()> {
             timeout_ms,
             pid,
         } => wait(&file, contains.as_deref(), absent, lines, timeout_ms, pid),
+        Command::Peak { file, text, pid } => {
+            println!("{}", peak(&file, &text, pid));
+            Ok(())
+        }
         Command::Term { pid, timeout_ms } => term(pid, timeout_ms),
     }
 }
@@ -319,6 +326,16 @@ fn wait(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+fn peak(file: &Path, text: &str, pid: i32) -> usize {
+    let mut most = 0;
+    while !exited(pid) {
+        let contents = std::fs::read_to_string(file).unwrap_or_default();
+        most = most.max(contents.lines().filter(|l| l.contains(text)).count());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    most
 }
 
 /// Whether PID has exited: its /proc entry is gone or it is a zombie (not yet reaped).
