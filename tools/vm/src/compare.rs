@@ -110,7 +110,9 @@ mod tests {
     }
 
     fn pattern(w: u32, h: u32) -> RgbImage {
-        RgbImage::from_fn(w, h, |x, y| Rgb([(x * 37) as u8, (y * 51) as u8, (x * y * 13) as u8]))
+        RgbImage::from_fn(w, h, |x, y| {
+            Rgb([(x * 37) as u8, (y * 51) as u8, (x * y * 13) as u8])
+        })
     }
 
     #[test]
@@ -131,7 +133,11 @@ mod tests {
         let want = pattern(8, 6);
         let mut screen = RgbImage::from_fn(8, 6, |x, y| {
             let p = want.get_pixel(x, y).0;
-            Rgb([g.red.quantize(p[0]), g.green.quantize(p[1]), g.blue.quantize(p[2])])
+            Rgb([
+                g.red.quantize(p[0]),
+                g.green.quantize(p[1]),
+                g.blue.quantize(p[2]),
+            ])
         });
         assert!(compare(&screen, &g, &want).unwrap().matches());
         screen.put_pixel(3, 3, Rgb([255, 255, 255]));

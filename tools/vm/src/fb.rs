@@ -46,11 +46,7 @@ fn widen(v: u32, length: u32) -> u8 {
     let mut filled = 0;
     while filled < 8 {
         let shift = 8 - filled as i32 - length as i32;
-        out |= if shift >= 0 {
-            v << shift
-        } else {
-            v >> -shift
-        };
+        out |= if shift >= 0 { v << shift } else { v >> -shift };
         filled += length;
     }
     (out & 0xff) as u8

@@ -52,7 +52,10 @@ pub fn write_detector(path: &Path) -> Result<(), WriteError> {
                 "AveragePool",
                 &["image"],
                 "pooled",
-                vec![ints("kernel_shape", &[cell, cell]), ints("strides", &[cell, cell])],
+                vec![
+                    ints("kernel_shape", &[cell, cell]),
+                    ints("strides", &[cell, cell]),
+                ],
             ),
             node(
                 "ReduceMean",
@@ -160,7 +163,12 @@ fn write(path: &Path, graph: pb::GraphProto, metadata: &[(&str, &str)]) -> Resul
     })
 }
 
-fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<pb::AttributeProto>) -> pb::NodeProto {
+fn node(
+    op: &str,
+    inputs: &[&str],
+    output: &str,
+    attribute: Vec<pb::AttributeProto>,
+) -> pb::NodeProto {
     pb::NodeProto {
         op_type: op.into(),
         name: output.into(),

@@ -41,8 +41,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let text = std::fs::read_to_string(&cli.geometry)
         .with_context(|| format!("{}: cannot read", cli.geometry.display()))?;
-    let geometry =
-        Geometry::parse(&text).with_context(|| format!("{}", cli.geometry.display()))?;
+    let geometry = Geometry::parse(&text).with_context(|| format!("{}", cli.geometry.display()))?;
     let dump =
         std::fs::read(&cli.dump).with_context(|| format!("{}: cannot read", cli.dump.display()))?;
     let screen = geometry

@@ -47,7 +47,11 @@ enum Command {
     },
     /// Watches FILE until PID exits and prints the largest number of its lines that contained
     /// TEXT at any one time (e.g. the camera buffers mapped in /proc/PID/maps during a run).
-    Peak { file: PathBuf, text: String, pid: i32 },
+    Peak {
+        file: PathBuf,
+        text: String,
+        pid: i32,
+    },
     /// Sends SIGTERM to PID and prints the milliseconds until it exited (is a zombie or gone);
     /// exits 1 if it still runs after TIMEOUT_MS.
     Term {
