@@ -28,7 +28,8 @@ enum Command {
     Fbdepth { device: PathBuf, bits: u32 },
     /// Prints the monotonic clock in milliseconds.
     Now,
-    /// Waits until FILE contains TEXT (or has LINES lines), printing the milliseconds waited;
+    /// Waits until FILE contains TEXT (or has LINES lines), printing the milliseconds waited
+    /// (or since SINCE);
     /// prints "timeout" (or "exited" when PID ended first) and exits 1 otherwise.
     Wait {
         file: PathBuf,
@@ -44,6 +45,9 @@ enum Command {
         /// Give up as soon as this process has exited.
         #[arg(long)]
         pid: Option<i32>,
+        /// Count the milliseconds from this monotonic time (`now`) instead of from the start.
+        #[arg(long)]
+        since: Option<u64>,
     },
     /// Watches FILE until PID exits and prints the largest number of its lines that contained
     /// TEXT at any one time (e.g. the camera buffers mapped in /proc/PID/maps during a run).
@@ -77,7 +81,15 @@ fn main() -> Result<()> {
             lines,
             timeout_ms,
             pid,
-        } => wait(&file, contains.as_deref(), absent, lines, timeout_ms, pid),
+            since,
+        } => {
+            let until = Until {
+                contains: contains.as_deref(),
+                absent,
+                lines,
+            };
+            wait(&file, &until, timeout_ms, pid, since.unwrap_or_else(now_ms))
+        }
         Command::Peak { file, text, pid } => {
             println!("{}", peak(&file, &text, pid));
             Ok(())
@@ -296,31 +308,31 @@ fn fbinfo(device: &Path, depth: Option<u32>) -> Result<()> {
     Ok(())
 }
 
-fn wait(
-    file: &Path,
-    contains: Option<&str>,
+/// What `wait` waits for in a file.
+struct Until<'a> {
+    contains: Option<&'a str>,
     absent: bool,
     lines: Option<usize>,
-    timeout_ms: u64,
-    pid: Option<i32>,
-) -> Result<()> {
-    let start = Instant::now();
-    let done = || {
+}
+
+impl Until<'_> {
+    fn met(&self, file: &Path) -> bool {
         let text = std::fs::read_to_string(file).unwrap_or_default();
-        let has = contains.is_none_or(|t| text.contains(t) != absent);
-        let enough = lines.is_none_or(|n| text.lines().count() >= n);
+        let has = self.contains.is_none_or(|t| text.contains(t) != self.absent);
+        let enough = self.lines.is_none_or(|n| text.lines().count() >= n);
         has && enough
-    };
+    }
+}
+
+fn wait(file: &Path, until: &Until, timeout_ms: u64, pid: Option<i32>, since: u64) -> Result<()> {
+    let start = Instant::now();
     loop {
-        if done() {
-            println!("{}", start.elapsed().as_millis());
+        // Looked at before the process check: it may have written the awaited line as it ended.
+        if until.met(file) {
+            println!("{}", now_ms().saturating_sub(since));
             return Ok(());
         }
-        if pid.is_some_and(exited) {
-            // One last look: the process may have written the awaited line as it ended.
-            if done() {
-                continue;
-            }
+        if pid.is_some_and(exited) && !until.met(file) {
             println!("exited");
             std::process::exit(1);
         }
