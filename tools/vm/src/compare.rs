@@ -22,9 +22,10 @@ pub struct Comparison {
     pub at: (u32, u32),
     /// Pixels compared (the expected picture's).
     pub pixels: u64,
-    /// Pixels whose channels differ by more than the pixel format's rounding.
+    /// Pixels with a channel further from the expected value than the pixel format's
+    /// quantization explains (one level of the channel; exact for 8-bit channels).
     pub differing: u64,
-    /// The largest channel difference after quantizing the expected picture to the format.
+    /// The largest channel difference.
     pub max_diff: u8,
 }
 
@@ -80,10 +81,9 @@ fn compare_at(
         let got = screen.get_pixel(at.0 + x, at.1 + y);
         let mut bad = false;
         for ((c, w), g) in channels.iter().zip(want.0).zip(got.0) {
-            let d = c.quantize(w).abs_diff(g);
+            let d = w.abs_diff(g);
             max_diff = max_diff.max(d);
-            // A converter that rounds instead of truncating lands one step off.
-            bad |= d > c.step();
+            bad |= d > c.tolerance();
         }
         differing += u64::from(bad);
     }

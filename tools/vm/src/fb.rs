@@ -26,15 +26,19 @@ impl Channel {
         widen((pixel >> self.offset) & mask, self.length)
     }
 
-    /// `value` as this channel stores it, read back: what an exact conversion to the
-    /// framebuffer's pixel format keeps of an 8-bit value.
+    /// `value` as this channel stores it when truncated, read back.
     pub fn quantize(self, value: u8) -> u8 {
         widen(u32::from(value) >> (8 - self.length), self.length)
     }
 
-    /// The largest difference between an 8-bit value and its stored form (one step).
-    pub fn step(self) -> u8 {
-        ((1u32 << (8 - self.length)) - 1) as u8
+    /// How far a stored value, read back, may be from the 8-bit value it came from: one step
+    /// between two of the channel's levels (converters round or truncate), 0 for 8 bits.
+    pub fn tolerance(self) -> u8 {
+        if self.length >= 8 {
+            0
+        } else {
+            255u32.div_ceil((1 << self.length) - 1) as u8
+        }
     }
 }
 
@@ -165,6 +169,24 @@ mod tests {
                           red=11/5\ngreen=5/6\nblue=0/5\n";
 
     #[test]
+    fn rounding_and_truncating_converters_both_stay_within_the_tolerance() {
+        let c = Channel {
+            offset: 0,
+            length: 5,
+        };
+        for v in 0..=255u8 {
+            let rounded = ((u32::from(v) * 31 + 127) / 255) as u8;
+            assert!(widen(u32::from(rounded), 5).abs_diff(v) <= c.tolerance(), "{v}");
+            assert!(c.quantize(v).abs_diff(v) <= c.tolerance(), "{v}");
+        }
+        let eight = Channel {
+            offset: 0,
+            length: 8,
+        };
+        assert_eq!(eight.tolerance(), 0);
+    }
+
+    #[test]
     fn widening_repeats_the_high_bits() {
         assert_eq!(widen(0b11111, 5), 255);
         assert_eq!(widen(0, 5), 0);
@@ -196,8 +218,8 @@ mod tests {
         assert_eq!(img.get_pixel(1, 1).0, [0, 255, 0]);
         assert_eq!(g.red.quantize(0x84), 0x84);
         assert_eq!(g.red.quantize(0x87), 0x84);
-        assert_eq!(g.red.step(), 7);
-        assert_eq!(g.green.step(), 3);
+        assert_eq!(g.red.tolerance(), 9);
+        assert_eq!(g.green.tolerance(), 5);
     }
 
     #[test]

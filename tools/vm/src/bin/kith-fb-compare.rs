@@ -63,7 +63,7 @@ fn main() -> Result<()> {
     };
     let c = compare(&screen, &geometry, &expected)?;
     println!(
-        "{} {}x{} at {},{} on a {}x{} {}-bit screen: {} of {} pixels differ (max channel difference {} after {})",
+        "{} {}x{} at {},{} on a {}x{} {}-bit screen: {} of {} pixels differ (max channel difference {}; expected: {})",
         if c.matches() { "match" } else { "MISMATCH" },
         expected.width(),
         expected.height(),
