@@ -176,7 +176,10 @@ mod tests {
         };
         for v in 0..=255u8 {
             let rounded = ((u32::from(v) * 31 + 127) / 255) as u8;
-            assert!(widen(u32::from(rounded), 5).abs_diff(v) <= c.tolerance(), "{v}");
+            assert!(
+                widen(u32::from(rounded), 5).abs_diff(v) <= c.tolerance(),
+                "{v}"
+            );
             assert!(c.quantize(v).abs_diff(v) <= c.tolerance(), "{v}");
         }
         let eight = Channel {

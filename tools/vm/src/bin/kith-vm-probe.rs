@@ -318,7 +318,9 @@ struct Until<'a> {
 impl Until<'_> {
     fn met(&self, file: &Path) -> bool {
         let text = std::fs::read_to_string(file).unwrap_or_default();
-        let has = self.contains.is_none_or(|t| text.contains(t) != self.absent);
+        let has = self
+            .contains
+            .is_none_or(|t| text.contains(t) != self.absent);
         let enough = self.lines.is_none_or(|n| text.lines().count() >= n);
         has && enough
     }
