@@ -3,11 +3,14 @@
 //! every error names the file and the field.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use kith_runtime::detect::Decoder;
 use kith_runtime::image::Resize;
 use kith_runtime::{DetectorSettings, PipelineSettings};
 use serde::Deserialize;
+
+use crate::camera::{CameraFormat, PipeSettings, Retry, V4l2Settings};
 
 /// A board config error: one line naming the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,65 @@ pub enum CameraConfig {
         #[serde(default, rename = "loop")]
         repeat: bool,
     },
+    /// A V4L2 capture device, read by mmap streaming.
+    V4l2 {
+        device: PathBuf,
+        /// yuyv | uyvy | nv12 | grey | rgb24 | mjpeg
+        format: String,
+        width: u32,
+        height: u32,
+        /// mmap buffers, 2..=8.
+        #[serde(default = "default_buffers")]
+        buffers: u32,
+        /// How long a dequeue waits before the camera counts as lost.
+        #[serde(default = "default_timeout_ms")]
+        timeout_ms: u64,
+        /// First reconnection delay.
+        #[serde(default = "default_retry_min_ms")]
+        retry_min_ms: u64,
+        /// Cap of the exponential reconnection back-off.
+        #[serde(default = "default_retry_max_ms")]
+        retry_max_ms: u64,
+    },
+    /// Raw or MJPEG frames on standard input ("-"), a named pipe or a file.
+    Pipe {
+        path: PathBuf,
+        /// yuv420 (I420) | yuyv | mjpeg
+        format: String,
+        width: u32,
+        height: u32,
+        #[serde(default = "default_retry_min_ms")]
+        retry_min_ms: u64,
+        #[serde(default = "default_retry_max_ms")]
+        retry_max_ms: u64,
+    },
+}
+
+fn default_buffers() -> u32 {
+    4
+}
+
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+fn default_retry_min_ms() -> u64 {
+    250
+}
+
+fn default_retry_max_ms() -> u64 {
+    4000
+}
+
+/// Largest camera frame side accepted in a config.
+const MAX_CAMERA_SIDE: u32 = 8192;
+
+/// The camera a validated config asks for, in the form the sources take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CameraSpec {
+    Replay { path: PathBuf, repeat: bool },
+    V4l2(V4l2Settings),
+    Pipe(PipeSettings),
 }
 
 /// Where the annotated frames go.
@@ -315,6 +377,9 @@ impl BoardConfig {
         };
         match &mut self.camera {
             CameraConfig::Replay { path, .. } => resolve(path),
+            CameraConfig::V4l2 { device, .. } => resolve(device),
+            CameraConfig::Pipe { path, .. } if path.as_os_str() != "-" => resolve(path),
+            CameraConfig::Pipe { .. } => {}
         }
         match &mut self.display {
             DisplayConfig::Fbdev(fb) => resolve(&mut fb.device),
@@ -338,16 +403,7 @@ impl BoardConfig {
                 self.threads
             ));
         }
-        match &self.camera {
-            CameraConfig::Replay { path, .. } => {
-                if !path.exists() {
-                    return Err(format!(
-                        "field `camera.path`: {} does not exist",
-                        path.display()
-                    ));
-                }
-            }
-        }
+        self.camera()?;
         match &self.display {
             DisplayConfig::Png { every } => {
                 if *every == 0 {
@@ -378,6 +434,100 @@ impl BoardConfig {
             }
         }
         Ok(())
+    }
+
+    /// The camera this config asks for, checked field by field (device nodes and paths must exist;
+    /// nothing is opened).
+    pub fn camera(&self) -> Result<CameraSpec, String> {
+        match &self.camera {
+            CameraConfig::Replay { path, repeat } => {
+                must_exist("camera.path", path)?;
+                Ok(CameraSpec::Replay {
+                    path: path.clone(),
+                    repeat: *repeat,
+                })
+            }
+            CameraConfig::V4l2 {
+                device,
+                format,
+                width,
+                height,
+                buffers,
+                timeout_ms,
+                retry_min_ms,
+                retry_max_ms,
+            } => {
+                if !cfg!(feature = "v4l2") {
+                    return Err(
+                        "field `camera.kind` = \"v4l2\": this kith was built without \
+                                v4l2 support (cargo feature `v4l2`)"
+                            .into(),
+                    );
+                }
+                let format = camera_format(format, &CameraFormat::V4L2)?;
+                frame_size(*width, *height)?;
+                if !(2..=8).contains(buffers) {
+                    return Err(format!(
+                        "field `camera.buffers` = {buffers} is not within 2..=8"
+                    ));
+                }
+                if !(100..=600_000).contains(timeout_ms) {
+                    return Err(format!(
+                        "field `camera.timeout_ms` = {timeout_ms} is not within 100..=600000"
+                    ));
+                }
+                let retry = retry(*retry_min_ms, *retry_max_ms)?;
+                must_exist("camera.device", device)?;
+                Ok(CameraSpec::V4l2(V4l2Settings {
+                    device: device.clone(),
+                    format,
+                    width: *width,
+                    height: *height,
+                    buffers: *buffers,
+                    timeout: Duration::from_millis(*timeout_ms),
+                    retry,
+                }))
+            }
+            CameraConfig::Pipe {
+                path,
+                format,
+                width,
+                height,
+                retry_min_ms,
+                retry_max_ms,
+            } => {
+                let format = camera_format(format, &CameraFormat::PIPE)?;
+                frame_size(*width, *height)?;
+                let odd_width = width % 2 == 1;
+                if odd_width && matches!(format, CameraFormat::Yuyv | CameraFormat::Yuv420) {
+                    return Err(format!(
+                        "field `camera.width` = {width} must be even for format \"{format}\""
+                    ));
+                }
+                if height % 2 == 1 && format == CameraFormat::Yuv420 {
+                    return Err(format!(
+                        "field `camera.height` = {height} must be even for format \"{format}\""
+                    ));
+                }
+                let retry = retry(*retry_min_ms, *retry_max_ms)?;
+                if path.as_os_str() != "-" {
+                    must_exist("camera.path", path)?;
+                    if path.is_dir() {
+                        return Err(format!(
+                            "field `camera.path`: {} is a folder, not a pipe or file",
+                            path.display()
+                        ));
+                    }
+                }
+                Ok(CameraSpec::Pipe(PipeSettings {
+                    path: path.clone(),
+                    format,
+                    width: *width,
+                    height: *height,
+                    retry,
+                }))
+            }
+        }
     }
 
     fn decoder(&self) -> Result<Decoder, String> {
@@ -513,6 +663,38 @@ fn validate_fbdev(fb: &FbdevConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks that `path` exists (without opening it).
+fn must_exist(field: &str, path: &Path) -> Result<(), String> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(format!(
+            "field `{field}`: {} does not exist",
+            path.display()
+        ))
+    }
+}
+
+fn camera_format(name: &str, allowed: &[CameraFormat]) -> Result<CameraFormat, String> {
+    CameraFormat::parse(name, allowed).ok_or_else(|| {
+        format!(
+            "field `camera.format` = \"{name}\" is not one of {}",
+            CameraFormat::list(allowed)
+        )
+    })
+}
+
+fn frame_size(width: u32, height: u32) -> Result<(), String> {
+    for (field, v) in [("camera.width", width), ("camera.height", height)] {
+        if !(1..=MAX_CAMERA_SIDE).contains(&v) {
+            return Err(format!(
+                "field `{field}` = {v} is not within 1..={MAX_CAMERA_SIDE}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn validate_spi(spi: &SpiConfig) -> Result<(), String> {
     if !cfg!(feature = "spi") {
         return Err(
@@ -584,6 +766,23 @@ fn validate_spi(spi: &SpiConfig) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn retry(min_ms: u64, max_ms: u64) -> Result<Retry, String> {
+    if !(1..=600_000).contains(&min_ms) {
+        return Err(format!(
+            "field `camera.retry_min_ms` = {min_ms} is not within 1..=600000"
+        ));
+    }
+    if !(min_ms..=600_000).contains(&max_ms) {
+        return Err(format!(
+            "field `camera.retry_max_ms` = {max_ms} is not within `camera.retry_min_ms` ({min_ms})..=600000"
+        ));
+    }
+    Ok(Retry {
+        min: Duration::from_millis(min_ms),
+        max: Duration::from_millis(max_ms),
+    })
 }
 
 /// One line from a TOML error: the message and the line it points at.
@@ -836,5 +1035,140 @@ model = "Cargo.toml"
             e.contains("`display.kind`") && e.contains("built without spi support"),
             "{e}"
         );
+    }
+
+    fn extra(camera: &str, line: &str) -> String {
+        with_camera(&format!("{camera}\n{line}"))
+    }
+
+    fn assert_field_errors(cases: &[(String, &str)]) {
+        for (text, needle) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle} not in {e}");
+            assert!(e.contains("board.toml"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    fn with_camera(camera: &str) -> String {
+        GOOD.replace("kind = \"replay\"\npath = \".\"", camera)
+    }
+
+    const V4L2: &str =
+        "kind = \"v4l2\"\ndevice = \"/dev/null\"\nformat = \"yuyv\"\nwidth = 640\nheight = 480";
+    const PIPE: &str =
+        "kind = \"pipe\"\npath = \"-\"\nformat = \"yuv420\"\nwidth = 640\nheight = 480";
+
+    #[test]
+    fn a_pipe_camera_parses_with_defaults() {
+        let c = parse(&with_camera(PIPE)).unwrap();
+        let CameraSpec::Pipe(p) = c.camera().unwrap() else {
+            panic!("{:?}", c.camera);
+        };
+        assert_eq!(p.path, PathBuf::from("-"), "stdin is not a relative path");
+        assert_eq!(p.format, CameraFormat::Yuv420);
+        assert_eq!((p.width, p.height), (640, 480));
+        assert_eq!(p.retry.min, Duration::from_millis(250));
+        assert_eq!(p.retry.max, Duration::from_millis(4000));
+        let c = parse(&with_camera(&PIPE.replace("\"-\"", "\"Cargo.toml\""))).unwrap();
+        let CameraSpec::Pipe(p) = c.camera().unwrap() else {
+            panic!("{:?}", c.camera);
+        };
+        assert!(p.path.is_absolute(), "resolved against the config's folder");
+    }
+
+    #[cfg(feature = "v4l2")]
+    #[test]
+    fn a_v4l2_camera_parses_with_defaults() {
+        let c = parse(&with_camera(V4L2)).unwrap();
+        let CameraSpec::V4l2(v) = c.camera().unwrap() else {
+            panic!("{:?}", c.camera);
+        };
+        assert_eq!(v.device, PathBuf::from("/dev/null"));
+        assert_eq!(v.format, CameraFormat::Yuyv);
+        assert_eq!((v.buffers, v.timeout), (4, Duration::from_millis(2000)));
+        assert_eq!(v.retry.min, Duration::from_millis(250));
+        assert_eq!(v.retry.max, Duration::from_millis(4000));
+    }
+
+    #[cfg(feature = "v4l2")]
+    #[test]
+    fn v4l2_errors_name_the_field() {
+        let v4l2 = |from: &str, to: &str| with_camera(&V4L2.replace(from, to));
+        let cases = [
+            (
+                v4l2("\"yuyv\"", "\"xyz\""),
+                "field `camera.format` = \"xyz\" is not one of \"yuyv\", \"uyvy\", \"nv12\", \"grey\", \"rgb24\", \"mjpeg\"",
+            ),
+            (v4l2("\"yuyv\"", "\"yuv420\""), "`camera.format` = \"yuv420\""),
+            (
+                v4l2("\"/dev/null\"", "\"/dev/video-kith-missing\""),
+                "field `camera.device`: /dev/video-kith-missing does not exist",
+            ),
+            (v4l2("width = 640", "width = 0"), "field `camera.width` = 0"),
+            (v4l2("height = 480", "height = 9000"), "field `camera.height` = 9000"),
+            (extra(V4L2, "buffers = 1"), "field `camera.buffers` = 1"),
+            (extra(V4L2, "buffers = 9"), "field `camera.buffers` = 9"),
+            (extra(V4L2, "timeout_ms = 5"), "field `camera.timeout_ms` = 5"),
+            (extra(V4L2, "retry_min_ms = 0"), "field `camera.retry_min_ms` = 0"),
+            (
+                extra(V4L2, "retry_min_ms = 500\nretry_max_ms = 100"),
+                "field `camera.retry_max_ms` = 100",
+            ),
+            (extra(V4L2, "fps = 30"), "fps"),
+            (extra(V4L2, "path = \"x\""), "path"),
+            (v4l2("format = \"yuyv\"\n", ""), "format"),
+        ];
+        assert_field_errors(&cases);
+    }
+
+    #[test]
+    fn pipe_errors_name_the_field() {
+        let pipe = |from: &str, to: &str| with_camera(&PIPE.replace(from, to));
+        let cases = [
+            (
+                pipe("\"yuv420\"", "\"rgb24\""),
+                "field `camera.format` = \"rgb24\" is not one of \"yuv420\", \"yuyv\", \"mjpeg\"",
+            ),
+            (
+                pipe("width = 640", "width = 641"),
+                "field `camera.width` = 641 must be even",
+            ),
+            (
+                pipe("height = 480", "height = 481"),
+                "field `camera.height` = 481 must be even",
+            ),
+            (
+                pipe("\"-\"", "\"/tmp/kith-no-such-pipe\""),
+                "field `camera.path`: /tmp/kith-no-such-pipe does not exist",
+            ),
+            (
+                pipe("\"-\"", "\"/tmp\""),
+                "field `camera.path`: /tmp is a folder",
+            ),
+            (extra(PIPE, "buffers = 4"), "buffers"),
+            (
+                extra(PIPE, "retry_max_ms = 1"),
+                "field `camera.retry_max_ms` = 1",
+            ),
+        ];
+        assert_field_errors(&cases);
+        // An odd height is fine for YUYV, an odd width for MJPEG.
+        parse(&with_camera(
+            &PIPE.replace("yuv420", "yuyv").replace("480", "481"),
+        ))
+        .unwrap();
+        parse(&with_camera(
+            &PIPE.replace("yuv420", "mjpeg").replace("640", "641"),
+        ))
+        .unwrap();
+    }
+
+    #[cfg(not(feature = "v4l2"))]
+    #[test]
+    fn v4l2_without_the_feature_is_a_config_error() {
+        let e = parse(&with_camera(V4L2)).unwrap_err().to_string();
+        assert!(e.contains("`camera.kind` = \"v4l2\""), "{e}");
+        assert!(e.contains("built without v4l2 support"), "{e}");
     }
 }

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use kith::config::BoardConfig;
+use kith::camera::Negotiated;
+use kith::config::{BoardConfig, CameraSpec};
 use kith::service::StopFlag;
 use kith::session::{Drawing, Session, SessionError, SessionOptions, Step};
 use kith_runtime::alloc_count::{self, CountingAllocator};
@@ -130,17 +131,39 @@ fn run(args: &RunArgs) -> Result<()> {
     let mut session = Session::open(&config, &options)?;
     print_banner(&config, session.pipeline());
     println!("  display   {}", session.display().describe());
+    if args.source.is_none() {
+        print_camera(&config, session.negotiated());
+    }
     let limit = args.frames.unwrap_or(u64::MAX);
     let started = std::time::Instant::now();
-    let (mut done, mut skipped) = (0u64, 0u64);
+    let (mut done, mut skipped, mut outages) = (0u64, 0u64, 0u64);
+    // When the camera was lost, and the failed attempts to reopen it since.
+    let mut lost: Option<(std::time::Instant, u64)> = None;
     while done < limit && !options.stop.is_set() {
-        match session.step()? {
+        let step = session.step()?;
+        if matches!(step, Step::Frame | Step::Pending) {
+            if let Some((since, retries)) = lost.take() {
+                eprintln!(
+                    "kith: camera back after {:.1} s ({retries} failed reconnection attempts)",
+                    since.elapsed().as_secs_f64()
+                );
+            }
+        }
+        match step {
             Step::End => break,
             Step::Pending => {}
             Step::Skipped(e) => {
                 eprintln!("kith: warning: {e}");
                 skipped += 1;
             }
+            Step::CameraLost(e) => match &mut lost {
+                None => {
+                    eprintln!("kith: warning: {e}");
+                    lost = Some((std::time::Instant::now(), 0));
+                    outages += 1;
+                }
+                Some((_, retries)) => *retries += 1,
+            },
             Step::Frame => {
                 let scene = session.scene();
                 println!(
@@ -180,7 +203,38 @@ fn run(args: &RunArgs) -> Result<()> {
     if skipped > 0 {
         println!("skipped {skipped} unreadable frames (see warnings above)");
     }
+    if outages > 0 {
+        println!("the camera was lost {outages} time(s) (see warnings above)");
+    }
     Ok(())
+}
+
+/// The camera line of the banner: what the board asked for and what the camera delivers, with a
+/// warning when the driver chose another size or format.
+fn print_camera(config: &BoardConfig, negotiated: Option<Negotiated>) {
+    let (name, kind, asked) = match config.camera() {
+        Ok(CameraSpec::V4l2(v)) => (
+            v.device.display().to_string(),
+            "v4l2",
+            (v.width, v.height, v.format),
+        ),
+        Ok(CameraSpec::Pipe(p)) => (
+            p.path.display().to_string(),
+            "pipe",
+            (p.width, p.height, p.format),
+        ),
+        _ => return,
+    };
+    let Some(got) = negotiated else {
+        return;
+    };
+    println!("  camera    {name} ({kind}): {got}");
+    if (got.width, got.height, got.format) != asked {
+        eprintln!(
+            "kith: warning: camera {name}: asked for {}x{} {}, the driver gave {}x{} {}; using what it gives",
+            asked.0, asked.1, asked.2, got.width, got.height, got.format
+        );
+    }
 }
 
 fn print_banner(config: &BoardConfig, pipeline: &Pipeline) {

@@ -28,11 +28,16 @@ impl JsonLines {
         })
     }
 
-    /// Writes one scene and flushes.
-    pub fn write(&mut self, scene: &Scene, weights: &str) -> Result<(), OutputError> {
+    /// Writes one scene, with the relation weights and the relation model's file name, and flushes.
+    pub fn write(
+        &mut self,
+        scene: &Scene,
+        weights: &str,
+        relation_model: &str,
+    ) -> Result<(), OutputError> {
         self.line.clear();
         scene
-            .write_json_line(weights, &mut self.line)
+            .write_json_line(weights, relation_model, &mut self.line)
             .map_err(|e| OutputError::new(&self.path, e))?;
         self.file
             .write_all(&self.line)

@@ -8,9 +8,12 @@ use kith_runtime::canvas::RgbCanvas;
 use kith_runtime::profile::micros_since;
 use kith_runtime::{Pipeline, Scene};
 
+use crate::camera::pipe::PipeSource;
 use crate::camera::replay::ReplaySource;
-use crate::camera::{FrameSource, SourceError};
-use crate::config::{BoardConfig, CameraConfig, ConfigError, DisplayConfig};
+#[cfg(feature = "v4l2")]
+use crate::camera::v4l2::V4l2Source;
+use crate::camera::{FrameSource, Lost, Negotiated, SourceError};
+use crate::config::{BoardConfig, CameraSpec, ConfigError, DisplayConfig};
 use crate::display::png::PngSnapshots;
 use crate::display::{Display, DisplayError};
 use crate::output::JsonLines;
@@ -88,8 +91,43 @@ pub enum Step {
     Pending,
     /// The source gave an unreadable frame, skipped.
     Skipped(SourceError),
+    /// The camera is gone; "camera lost" is on the display and the source reconnects with
+    /// back-off on the next steps.
+    CameraLost(Lost),
     /// The source has no more frames.
     End,
+}
+
+/// Opens the board's camera, or the replay that `--source` asks for instead.
+fn open_source(
+    config: &BoardConfig,
+    options: &SessionOptions,
+) -> Result<Box<dyn FrameSource>, SessionError> {
+    if let Some(path) = &options.source {
+        return Ok(Box::new(ReplaySource::open(path, options.repeat)?));
+    }
+    let spec = config.camera().map_err(|detail| ConfigError {
+        file: config.file.clone(),
+        detail,
+    })?;
+    let stop = options.stop.clone();
+    Ok(match spec {
+        CameraSpec::Replay { path, repeat } => {
+            Box::new(ReplaySource::open(&path, repeat || options.repeat)?)
+        }
+        CameraSpec::Pipe(settings) => Box::new(PipeSource::open(&settings, stop)?),
+        #[cfg(feature = "v4l2")]
+        CameraSpec::V4l2(settings) => Box::new(V4l2Source::open(&settings, stop)?),
+        #[cfg(not(feature = "v4l2"))]
+        CameraSpec::V4l2(_) => {
+            return Err(ConfigError {
+                file: config.file.clone(),
+                detail: "field `camera.kind` = \"v4l2\": this kith was built without v4l2 support"
+                    .into(),
+            }
+            .into())
+        }
+    })
 }
 
 /// Frames from a source through the pipeline into display and outputs.
@@ -101,17 +139,14 @@ pub struct Session {
     snapshots: Option<PngSnapshots>,
     results: Option<JsonLines>,
     weights: String,
+    /// File name of the relation model, for the JSON output.
+    relation_model: String,
 }
 
 impl Session {
     /// Opens the source, loads the models, opens the display and creates the outputs for `config`.
     pub fn open(config: &BoardConfig, options: &SessionOptions) -> Result<Self, SessionError> {
-        let source: Box<dyn FrameSource> = match (&options.source, &config.camera) {
-            (Some(path), _) => Box::new(ReplaySource::open(path, options.repeat)?),
-            (None, CameraConfig::Replay { path, repeat }) => {
-                Box::new(ReplaySource::open(path, *repeat || options.repeat)?)
-            }
-        };
+        let source = open_source(config, options)?;
         let mut settings = config.pipeline_settings();
         if let Some(threads) = options.threads {
             settings.threads = threads;
@@ -147,6 +182,7 @@ impl Session {
             _ => None,
         };
         let weights = pipeline.relation().weights().to_owned();
+        let relation_model = pipeline.relation().file_name();
         Ok(Session {
             source,
             pipeline,
@@ -154,7 +190,22 @@ impl Session {
             snapshots,
             results,
             weights,
+            relation_model,
         })
+    }
+
+    /// The size and format the camera delivers, for cameras that negotiate one.
+    pub fn negotiated(&self) -> Option<Negotiated> {
+        self.source.negotiated()
+    }
+
+    /// What was drawn last (the annotated frame or the "camera lost" screen) on an in-memory
+    /// display.
+    pub fn canvas(&self) -> Option<&RgbCanvas> {
+        match &self.display {
+            Display::Memory(canvas) => Some(canvas),
+            _ => None,
+        }
     }
 
     /// The pipeline (models, last scene, profile).
@@ -211,6 +262,10 @@ impl Session {
                 };
             }
             Err(e @ SourceError::Corrupt { .. }) => return Ok(Step::Skipped(e)),
+            Err(SourceError::Lost(lost)) => {
+                self.show_camera_lost()?;
+                return Ok(Step::CameraLost(lost));
+            }
             Err(e) => return Err(e.into()),
         };
         let decode_us = micros_since(start);
@@ -225,6 +280,21 @@ impl Session {
         }
     }
 
+    /// Puts "camera lost" on the display; an in-memory display that has drawn nothing yet takes
+    /// the camera's size (or 640x480).
+    fn show_camera_lost(&mut self) -> Result<(), SessionError> {
+        if let Display::Memory(canvas) = &mut self.display {
+            if canvas.width() == 0 || canvas.height() == 0 {
+                let (w, h) = self
+                    .source
+                    .negotiated()
+                    .map_or((640, 480), |n| (n.width as usize, n.height as usize));
+                canvas.resize(w, h);
+            }
+        }
+        self.show_status("camera lost")
+    }
+
     /// Draws the pipeline's finished frame on the display and writes it.
     fn complete(&mut self) -> Result<(), SessionError> {
         // Frames finish in capture order, so the scene's number is also the snapshot's. The
@@ -235,7 +305,7 @@ impl Session {
         self.display.show_frame(&mut self.pipeline)?;
         let scene = self.pipeline.finish();
         if let Some(results) = &mut self.results {
-            results.write(scene, &self.weights)?;
+            results.write(scene, &self.weights, &self.relation_model)?;
         }
         Ok(())
     }

@@ -74,7 +74,7 @@ fn a_broken_config_fails_check_with_exit_2_naming_the_field() {
         ),
         (
             "relation.model",
-            absolute.replace("gritv2-s.fp32.onnx", "missing.onnx"),
+            absolute.replace("gritv2-s.int8.onnx", "missing.onnx"),
         ),
         ("line ", absolute.replace("[display]", "[display")),
     ];
@@ -96,7 +96,7 @@ fn a_broken_config_fails_check_with_exit_2_naming_the_field() {
     std::fs::write(
         dir.join("board.toml"),
         absolute.replace(
-            &format!("{}/models/gritv2-s.fp32.onnx", repo().display()),
+            &format!("{}/models/gritv2-s.int8.onnx", repo().display()),
             fake.to_str().unwrap(),
         ),
     )
@@ -156,6 +156,7 @@ fn run_skips_corrupt_images_and_writes_the_documented_json() {
                 "frame",
                 "height",
                 "persons",
+                "relation_model",
                 "relations",
                 "source",
                 "timings_us",
@@ -165,6 +166,7 @@ fn run_skips_corrupt_images_and_writes_the_documented_json() {
         );
         assert_eq!(r["frame"], i as u64);
         assert_eq!(r["weights"], "untrained-demo");
+        assert_eq!(r["relation_model"], "gritv2-s.int8.onnx");
         assert_eq!(
             (r["width"].as_u64(), r["height"].as_u64()),
             (Some(640), Some(480))

@@ -12,6 +12,7 @@ pub mod canvas;
 pub mod detect;
 pub mod error;
 pub mod image;
+pub mod int8;
 pub mod labels;
 pub mod limits;
 pub mod model;

@@ -60,7 +60,8 @@ pub fn file_name_of(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Loads, types and optimises an ONNX file as kith runs it. Errors name the file.
+/// Loads, types and optimises an ONNX file as kith runs it, then applies kith's INT8 passes
+/// ([`crate::int8`]). Errors name the file.
 pub fn load_optimized(path: &Path) -> Result<(TypedModel, BTreeMap<String, String>)> {
     let load_err = |detail: String| Error::ModelLoad {
         path: path.to_owned(),
@@ -87,8 +88,11 @@ pub fn load_optimized(path: &Path) -> Result<(TypedModel, BTreeMap<String, Strin
             Some((key.to_owned(), value))
         })
         .collect();
-    let typed = model
+    let mut typed = model
         .into_optimized()
+        .map_err(|e| load_err(Error::one_line(&e)))?;
+    crate::int8::speed_up_quantisation(&mut typed)
+        .and_then(|_| crate::int8::tabulate_dequantised_chains(&mut typed))
         .map_err(|e| load_err(Error::one_line(&e)))?;
     Ok((typed, metadata))
 }

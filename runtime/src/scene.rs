@@ -95,13 +95,20 @@ impl Scene {
     }
 
     /// Appends the scene as one JSON object and a newline to `out`, with `weights` naming the
-    /// relation weights ("untrained-demo" or a trained model's name/version).
-    pub fn write_json_line(&self, weights: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    /// relation weights ("untrained-demo" or a trained model's name/version) and `relation_model`
+    /// the file name of the relation model that ran (e.g. "gritv2-s.int8.onnx").
+    pub fn write_json_line(
+        &self,
+        weights: &str,
+        relation_model: &str,
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<()> {
         serde_json::to_writer(
             &mut *out,
             &SceneRecord {
                 scene: self,
                 weights,
+                relation_model,
             },
         )?;
         out.push(b'\n');
@@ -112,12 +119,13 @@ impl Scene {
 struct SceneRecord<'a> {
     scene: &'a Scene,
     weights: &'a str,
+    relation_model: &'a str,
 }
 
 impl Serialize for SceneRecord<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let scene = self.scene;
-        let mut st = s.serialize_struct("Scene", 8)?;
+        let mut st = s.serialize_struct("Scene", 9)?;
         st.serialize_field("frame", &scene.frame)?;
         st.serialize_field("source", scene.source.as_str())?;
         st.serialize_field("width", &scene.width)?;
@@ -125,6 +133,7 @@ impl Serialize for SceneRecord<'_> {
         st.serialize_field("persons", &PersonsRecord(&scene.persons))?;
         st.serialize_field("relations", &RelationsRecord(&scene.relations))?;
         st.serialize_field("weights", self.weights)?;
+        st.serialize_field("relation_model", self.relation_model)?;
         st.serialize_field("timings_us", &scene.timings)?;
         st.end()
     }
@@ -231,7 +240,9 @@ mod tests {
             .push(Relation { a: 0, b: 1, probs })
             .unwrap();
         let mut out = Vec::new();
-        scene.write_json_line("untrained-demo", &mut out).unwrap();
+        scene
+            .write_json_line("untrained-demo", "gritv2-s.int8.onnx", &mut out)
+            .unwrap();
         assert_eq!(out.last(), Some(&b'\n'));
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
@@ -241,6 +252,7 @@ mod tests {
                 "frame",
                 "height",
                 "persons",
+                "relation_model",
                 "relations",
                 "source",
                 "timings_us",

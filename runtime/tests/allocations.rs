@@ -29,6 +29,7 @@ fn twenty_steady_frames_allocate_nothing_outside_the_models() {
         .unwrap();
         let frames = demo_frames();
         let weights = pipeline.relation().weights().to_owned();
+        let relation_model = pipeline.relation().file_name();
         let mut canvas = RgbCanvas::new(640, 480);
         let mut line = Vec::with_capacity(64 * 1024);
         let mut run_frame = |i: usize, pipeline: &mut Pipeline| {
@@ -39,7 +40,9 @@ fn twenty_steady_frames_allocate_nothing_outside_the_models() {
             let Ok(()) = pipeline.render(&mut canvas);
             let scene = pipeline.finish();
             line.clear();
-            scene.write_json_line(&weights, &mut line).unwrap();
+            scene
+                .write_json_line(&weights, &relation_model, &mut line)
+                .unwrap();
             scene.relations.len()
         };
         run_frame(0, &mut pipeline);

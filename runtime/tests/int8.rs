@@ -99,7 +99,7 @@ fn int8_agrees_with_fp32_on_every_demo_pair() {
 }
 
 /// Largest probability difference allowed between INT8 and FP32 on one label of one pair:
-/// measured 0.023 on x86 (AMX int8 kernels), with room for another platform's requantisation
+/// measured 0.027 on x86 (AVX-512 VNNI int8 kernels), with room for another platform's requantisation
 /// rounding (tract and onnxruntime differ by whole output quantisation steps, MODELS.md).
 const MAX_PROB_DIFF: f32 = 0.06;
 

@@ -212,6 +212,10 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
                 continue;
             }
             Step::Pending => continue,
+            Step::CameraLost(e) => {
+                eprintln!("\nkith-bench: warning: {e}");
+                continue;
+            }
             Step::Frame => {}
         }
         if startup_ms.is_none() {

@@ -44,8 +44,11 @@ enum Command {
         json: bool,
     },
     /// Times FILE as the runtime runs it, on the fixed inputs of ort_bench.py.
+    /// Several files are timed interleaved (one run of each in turn), so their ratio holds on a
+    /// busy machine.
     Bench {
-        file: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// Threads tract uses for its matrix products (1..=64).
         #[arg(long, default_value_t = 1)]
         threads: usize,
@@ -55,10 +58,29 @@ enum Command {
         /// Untimed runs first.
         #[arg(long, default_value_t = 3)]
         warmup: usize,
+        /// GRITv2-S reference input (boxes, mask); default: gritv2-s.reference.json beside each FILE.
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        /// Print JSON lines (one per file) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time per op type and the slowest nodes of FILE's optimised graph, as the runtime runs it.
+    Profile {
+        file: PathBuf,
+        /// Threads tract uses for its matrix products (1..=64).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Profiled runs (after 2 untimed ones).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Slowest nodes to list.
+        #[arg(long, default_value_t = 25)]
+        top: usize,
         /// GRITv2-S reference input (boxes, mask); default: gritv2-s.reference.json beside FILE.
         #[arg(long)]
         reference: Option<PathBuf>,
-        /// Print JSON instead of a line.
+        /// Print every node's time as JSON instead of the tables.
         #[arg(long)]
         json: bool,
     },
@@ -172,30 +194,109 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
+/// Median and p90 of one file's timed runs, in milliseconds.
+struct Timing {
+    median: f64,
+    p90: f64,
+}
+
+/// Loads every file as the runtime does, warms each up, then times `runs` rounds in which each
+/// model runs once, in turn.
 fn bench(
-    file: &Path,
+    files: &[PathBuf],
     threads: usize,
     runs: usize,
     warmup: usize,
+    reference: Option<&Path>,
+) -> Result<Vec<Timing>> {
+    anyhow::ensure!(
+        (1..=64).contains(&threads) && runs >= 1,
+        "--threads must be 1..=64 and --runs >= 1"
+    );
+    let mut models = Vec::with_capacity(files.len());
+    for file in files {
+        let mut model = ModelFile::load(file, threads)?;
+        let reference = reference.map_or_else(|| default_reference(file), Path::to_owned);
+        fill_fixed_inputs(&mut model, &reference)?;
+        for _ in 0..warmup {
+            model.run()?;
+        }
+        models.push(model);
+    }
+    let mut ms = vec![Vec::with_capacity(runs); files.len()];
+    for _ in 0..runs {
+        for (model, times) in models.iter_mut().zip(&mut ms) {
+            let t0 = Instant::now();
+            model.run()?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(ms
+        .into_iter()
+        .map(|mut times| {
+            times.sort_by(f64::total_cmp);
+            Timing {
+                median: percentile(&times, 50.0),
+                p90: percentile(&times, 90.0),
+            }
+        })
+        .collect())
+}
+
+fn profile(
+    file: &Path,
+    threads: usize,
+    runs: usize,
+    top: usize,
     reference: &Path,
-) -> Result<(f64, f64)> {
+    json: bool,
+) -> Result<()> {
     anyhow::ensure!(
         (1..=64).contains(&threads) && runs >= 1,
         "--threads must be 1..=64 and --runs >= 1"
     );
     let mut model = ModelFile::load(file, threads)?;
     fill_fixed_inputs(&mut model, reference)?;
-    for _ in 0..warmup {
-        model.run()?;
+    model.profile_nodes(2)?;
+    let nodes = model.profile_nodes(runs)?;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3 / runs as f64;
+    let total: f64 = nodes.iter().map(|n| ms(n.time)).sum();
+    if json {
+        let nodes: Vec<_> = nodes
+            .iter()
+            .map(|n| json!({"name": n.name, "op": n.op, "ms": round3(ms(n.time))}))
+            .collect();
+        let value = json!({"file": file, "threads": threads, "runs": runs,
+                           "total_ms": round3(total), "nodes": nodes});
+        println!("{value}");
+        return Ok(());
     }
-    let mut ms = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let t0 = Instant::now();
-        model.run()?;
-        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+    let mut by_op: std::collections::BTreeMap<&str, (usize, f64)> = Default::default();
+    for n in &nodes {
+        let e = by_op.entry(&n.op).or_default();
+        e.0 += 1;
+        e.1 += ms(n.time);
     }
-    ms.sort_by(f64::total_cmp);
-    Ok((percentile(&ms, 50.0), percentile(&ms, 90.0)))
+    let mut by_op: Vec<_> = by_op.into_iter().collect();
+    by_op.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+    println!(
+        "{}: {total:.2} ms per run in the nodes ({runs} runs, {threads} thread(s))",
+        file.display()
+    );
+    println!(
+        "{:<28} {:>6} {:>10} {:>7}",
+        "op", "nodes", "ms/run", "share"
+    );
+    for (op, (count, t)) in &by_op {
+        println!("{op:<28} {count:>6} {t:>10.3} {:>6.1}%", 100.0 * t / total);
+    }
+    let mut slow: Vec<_> = nodes.iter().collect();
+    slow.sort_by_key(|n| std::cmp::Reverse(n.time));
+    println!("{:<60} {:<24} {:>10}", "node", "op", "ms/run");
+    for n in slow.iter().take(top) {
+        println!("{:<60} {:<24} {:>10.3}", n.name, n.op, ms(n.time));
+    }
+    Ok(())
 }
 
 fn round3(v: f64) -> f64 {
@@ -255,32 +356,60 @@ fn main() -> Result<()> {
             }
         }
         Command::Bench {
-            file,
+            files,
             threads,
             runs,
             warmup,
             reference,
             json,
         } => {
-            let reference =
-                reference.unwrap_or_else(|| file.with_file_name("gritv2-s.reference.json"));
-            let (median, p90) = bench(&file, threads, runs, warmup, &reference)?;
-            if json {
-                let value = json!({
-                    "file": file,
-                    "threads": threads,
-                    "runs": runs,
-                    "median_ms": round3(median),
-                    "p90_ms": round3(p90),
-                });
-                println!("{value}");
-            } else {
-                println!(
-                    "{}: median {median:.2} ms, p90 {p90:.2} ms ({runs} runs, {threads} thread(s), tract)",
-                    file.display()
-                );
+            let timings = bench(&files, threads, runs, warmup, reference.as_deref())?;
+            for (file, t) in files.iter().zip(&timings) {
+                if json {
+                    let value = json!({
+                        "file": file,
+                        "threads": threads,
+                        "runs": runs,
+                        "median_ms": round3(t.median),
+                        "p90_ms": round3(t.p90),
+                    });
+                    println!("{value}");
+                } else {
+                    println!(
+                        "{}: median {:.2} ms, p90 {:.2} ms ({runs} runs, {threads} thread(s), tract)",
+                        file.display(),
+                        t.median,
+                        t.p90
+                    );
+                }
             }
+            if !json {
+                for (file, t) in files.iter().zip(&timings).skip(1) {
+                    println!(
+                        "median {} / {}: {:.3}",
+                        file.display(),
+                        files[0].display(),
+                        t.median / timings[0].median
+                    );
+                }
+            }
+        }
+        Command::Profile {
+            file,
+            threads,
+            runs,
+            top,
+            reference,
+            json,
+        } => {
+            let reference = reference.unwrap_or_else(|| default_reference(&file));
+            profile(&file, threads, runs, top, &reference, json)?;
         }
     }
     Ok(())
+}
+
+/// The GRITv2-S reference input beside `file`.
+fn default_reference(file: &Path) -> PathBuf {
+    file.with_file_name("gritv2-s.reference.json")
 }

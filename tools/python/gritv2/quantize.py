@@ -6,10 +6,13 @@ Recipe (from the measurements of tract 0.23.9 with INT8 graphs):
   * signed int8 activations and weights, zero point 0 (ActivationSymmetric, WeightSymmetric), one scale per
     tensor (per_channel=False);
   * op_types_to_quantize = MatMul, Conv, Gemm only (other QLinear* ops are com.microsoft contrib ops);
-  * activation x activation MatMuls (attention QK^T and AV, box pooling) stay FP32 by default, so softmax
-    and its neighbours run in f32 and no DequantizeLinear -> Softmax -> QuantizeLinear chain can appear
-    (tract 0.23.9 folds such a chain into a wrong lookup table). --quantize-qk also quantises QK^T
-    (softmax and AV stay f32);
+  * attention QK^T is quantised (QLinearMatMul of two activations); the other activation x activation
+    MatMuls (attention AV, box pooling) stay FP32, so softmax and its neighbours run in f32 and no
+    DequantizeLinear -> Softmax -> QuantizeLinear chain can appear (tract 0.23.9 folds such a chain into
+    a wrong lookup table). --f32-qk keeps QK^T in FP32 too;
+  * depthwise convolutions (group > 1) stay FP32: tract 0.23.9 runs a grouped QLinearConv as an int8
+    im2col plus one tiny matmul per group, about 7x slower than its f32 DepthWiseConv (docs/int8.md),
+    for under 1 % of the MACs;
   * MinMax calibration on deterministic synthetic frames (onnx_utils.synthetic_inputs: seeded colour
     gradients, person-sized blobs, noise; 2-8 boxes) - there is no PISC data here.
 
@@ -53,6 +56,18 @@ def _is_const(name: str, graph, prod: dict) -> bool:
             name = n.input[0]
             continue
         return False
+
+
+def depthwise_convs(model) -> list[str]:
+    """Names of the Conv nodes with more than one group (TinyViT's depthwise 3x3 convolutions)."""
+    out = []
+    for n in model.graph.node:
+        if n.op_type != "Conv":
+            continue
+        group = next((a.i for a in n.attribute if a.name == "group"), 1)
+        if group > 1:
+            out.append(n.name)
+    return out
 
 
 def act_x_act_matmuls(model) -> dict:
@@ -123,13 +138,14 @@ def pisc_calibration_items(root: str, split_prefix: str, n: int) -> list[dict]:
     return items
 
 
-def quantize(fp32_path, out_path, reader, quantize_qk: bool = False, weights: str | None = None) -> dict:
+def quantize(fp32_path, out_path, reader, quantize_qk: bool = True, weights: str | None = None) -> dict:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     model = onnx.load(str(fp32_path))
     mm = act_x_act_matmuls(model)
-    exclude = mm["other"] + ([] if quantize_qk else mm["qk"])
+    depthwise = depthwise_convs(model)
+    exclude = mm["other"] + ([] if quantize_qk else mm["qk"]) + depthwise
     with tempfile.TemporaryDirectory() as td:
         tmp_out = Path(td) / "q.onnx"
         quantize_static(
@@ -161,7 +177,8 @@ def quantize(fp32_path, out_path, reader, quantize_qk: bool = False, weights: st
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(q, str(out_path))
-    return {"excluded_act_matmuls": len(exclude), "quantized_qk": quantize_qk,
+    return {"excluded_act_matmuls": len(exclude) - len(depthwise), "excluded_depthwise_convs": len(depthwise),
+            "quantized_qk": quantize_qk,
             "ops": U.op_histogram(q)}
 
 
@@ -282,8 +299,8 @@ def main(argv=None):
     ap.add_argument("--calib-root", help="calibrate on PISC images instead: dataset root (see data.py)")
     ap.add_argument("--calib-split", default="PISC_fine_relation_train",
                     help="split prefix for --calib-root (default: %(default)s)")
-    ap.add_argument("--quantize-qk", action="store_true",
-                    help="also quantise attention QK^T (softmax and AV stay f32)")
+    ap.add_argument("--f32-qk", action="store_true",
+                    help="keep attention QK^T in FP32 (default: QLinearMatMul; softmax and AV stay f32)")
     ap.add_argument("--reference", default=None,
                     help="add the INT8 logits to this reference JSON (default: models/gritv2-s.reference.json "
                          "when --out is the shipped path)")
@@ -297,10 +314,11 @@ def main(argv=None):
     else:
         size, n = input_dims(args.input)
         reader = SyntheticReader(args.calib_samples, args.calib_seed, size=size, num_persons=n)
-    info = quantize(args.input, args.out, reader, quantize_qk=args.quantize_qk)
+    info = quantize(args.input, args.out, reader, quantize_qk=not args.f32_qk)
     size = Path(args.out).stat().st_size
     print(f"wrote {args.out}: {size} bytes ({size / 1e6:.1f} MB), sha256 {U.sha256(args.out)}")
-    print(f"act x act MatMuls left in f32: {info['excluded_act_matmuls']}; ops: {info['ops']}")
+    print(f"act x act MatMuls left in f32: {info['excluded_act_matmuls']}; depthwise convs left in f32: "
+          f"{info['excluded_depthwise_convs']}; ops: {info['ops']}")
     if not args.allow_size and not (MIN_MB * 1e6 <= size <= MAX_MB * 1e6):
         raise SystemExit(f"INT8 file is {size / 1e6:.1f} MB, outside {MIN_MB}-{MAX_MB} MB")
     ref = args.reference

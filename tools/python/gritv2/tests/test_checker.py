@@ -4,7 +4,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx_utils import find_dq_softmax_q
-from quantize import check_int8_graph
+from quantize import check_int8_graph, depthwise_convs
 
 
 def _graph(middle: list[tuple[str, dict]]):
@@ -52,3 +52,13 @@ def test_int8_graph_check_reports_the_chain():
     problems = check_int8_graph(_graph([("Softmax", {"axis": -1})]))
     assert any("Softmax" in p for p in problems)
     assert check_int8_graph(_graph([("Relu", {})])) == []
+
+
+def test_depthwise_convs_are_the_grouped_ones():
+    inits = [numpy_helper.from_array(np.ones((4, 1, 3, 3), dtype=np.float32), "wd"),
+             numpy_helper.from_array(np.ones((4, 4, 1, 1), dtype=np.float32), "wp")]
+    nodes = [helper.make_node("Conv", ["x", "wd"], ["t"], name="dw", group=4, pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["t", "wp"], ["y"], name="pw")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 5, 5])], inits)
+    assert depthwise_convs(helper.make_model(g)) == ["dw"]

@@ -15,7 +15,7 @@ import onnx_utils as U
 from data import PiscDataset, make_synthetic_pisc, split_prefix
 from evaluate import evaluate_model
 from model import load_checkpoint
-from quantize import SyntheticReader, check_int8_graph, compare, comparison_cases, quantize
+from quantize import SyntheticReader, check_int8_graph, compare, comparison_cases, depthwise_convs, quantize
 from train import build_argparser, train
 
 KITH_MODEL = U.REPO_ROOT / "target" / "release" / "kith-model"
@@ -77,6 +77,11 @@ def test_export_quantize_and_tract(trained):
     assert check_int8_graph(q) == []
     ops = U.op_histogram(q)
     assert ops.get("QLinearMatMul", 0) > 0 and ops.get("QLinearConv", 0) > 0
+    # every depthwise conv stays FP32 (tract runs int8 grouped convs slowly), every other conv is int8
+    depthwise = depthwise_convs(onnx.load(str(fp32)))
+    assert depthwise and ops.get("Conv", 0) == len(depthwise)
+    assert all(a.i == 1 for n in q.graph.node if n.op_type == "QLinearConv" for a in n.attribute
+               if a.name == "group")
     assert U.get_metadata(q)["kith.precision"] == "int8"
     rep = compare(fp32, int8, comparison_cases(n=3, size=size, num_persons=n), with_tract=U.tract_available())
     assert rep["pairs"] > 0 and np.isfinite(rep["max_abs_diff"])

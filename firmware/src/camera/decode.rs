@@ -1,0 +1,116 @@
+//! From the bytes a camera delivered to a [`Frame`] the pipeline reads. Every camera source (V4L2,
+//! pipe) and the camera tests go through [`FrameDecoder::decode`], so the tests check the code that
+//! runs on the board.
+//!
+//! Uncompressed frames are not copied: the frame borrows the camera's buffer and the pipeline
+//! converts it into its own preallocated RGB image. MJPEG frames are decoded into an RGB image that
+//! is reused from frame to frame.
+
+use kith_runtime::image::RgbImage;
+use kith_runtime::Frame;
+use zune_core::bytestream::ZCursor;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
+use zune_jpeg::JpegDecoder;
+
+use super::format::CameraFormat;
+
+/// Largest JPEG side decoded, so a corrupt header cannot ask for gigabytes.
+pub const MAX_SIDE: usize = 8192;
+
+/// Turns camera bytes into frames, holding the reused MJPEG output buffer.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    rgb: RgbImage,
+}
+
+impl FrameDecoder {
+    /// A decoder whose MJPEG buffer already holds frames of `width` x `height`.
+    pub fn with_capacity(width: usize, height: usize) -> Self {
+        FrameDecoder {
+            rgb: RgbImage::with_capacity(width, height),
+        }
+    }
+
+    /// The frame in `bytes`, sent as `format` with rows `stride` bytes apart (ignored for MJPEG,
+    /// whose size is read from the JPEG itself). Errors are one line.
+    pub fn decode<'a>(
+        &'a mut self,
+        format: CameraFormat,
+        width: usize,
+        height: usize,
+        stride: usize,
+        bytes: &'a [u8],
+    ) -> Result<Frame<'a>, String> {
+        match format.pixel_format() {
+            Some(pixel) => {
+                let frame = Frame {
+                    width,
+                    height,
+                    format: pixel,
+                    stride,
+                    data: bytes,
+                };
+                frame.validate().map_err(|e| e.to_string())?;
+                Ok(frame)
+            }
+            None => {
+                self.decode_jpeg(bytes)?;
+                Ok(self.rgb.as_frame())
+            }
+        }
+    }
+
+    fn decode_jpeg(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let options = DecoderOptions::default()
+            .jpeg_set_out_colorspace(ColorSpace::RGB)
+            .set_max_width(MAX_SIDE)
+            .set_max_height(MAX_SIDE);
+        let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+        decoder.decode_headers().map_err(jpeg_error)?;
+        let (w, h) = decoder.dimensions().ok_or("bad JPEG: no frame header")?;
+        if w == 0 || h == 0 {
+            return Err(format!("bad JPEG: empty {w}x{h} image"));
+        }
+        self.rgb.set_size(w, h);
+        decoder.decode_into(&mut self.rgb.data).map_err(jpeg_error)
+    }
+}
+
+/// A decoder error on one line (zune-jpeg's messages may hold line breaks).
+fn jpeg_error(e: zune_jpeg::errors::DecodeErrors) -> String {
+    let text = e.to_string();
+    format!(
+        "bad JPEG: {}",
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kith_runtime::PixelFormat;
+
+    #[test]
+    fn raw_frames_are_borrowed_not_copied() {
+        let bytes = vec![7u8; 4 * 2 * 2];
+        let mut decoder = FrameDecoder::default();
+        let frame = decoder.decode(CameraFormat::Yuyv, 4, 2, 8, &bytes).unwrap();
+        assert_eq!(frame.format, PixelFormat::Yuyv);
+        assert_eq!(frame.data.as_ptr(), bytes.as_ptr());
+    }
+
+    #[test]
+    fn short_and_corrupt_frames_are_one_line_errors() {
+        let mut decoder = FrameDecoder::default();
+        let e = decoder
+            .decode(CameraFormat::Nv12, 4, 4, 4, &[0; 10])
+            .unwrap_err();
+        assert!(e.contains("needs 24 bytes, got 10"), "{e}");
+        let e = decoder
+            .decode(CameraFormat::Mjpeg, 0, 0, 0, b"\xff\xd8\xff\xe0 nope")
+            .unwrap_err();
+        assert!(e.starts_with("bad JPEG"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+}

@@ -1,0 +1,504 @@
+//! V4L2 cameras (USB webcams, CSI bridges with a V4L2 capture node) by standard mmap streaming:
+//! VIDIOC_QUERYCAP, VIDIOC_S_FMT, VIDIOC_REQBUFS + QUERYBUF + mmap, QBUF / DQBUF, STREAMON, with
+//! `poll` in short slices so a stop request or the dequeue timeout is never missed.
+//!
+//! The ioctls, their structs and the mmap calls are the `v4l` crate's; the streaming loop is kith's
+//! own because the crate's `MmapStream` cannot wait with a timeout and then wait again (it re-queues
+//! a buffer it never got back) and panics in `Drop` when the device misbehaves.
+//!
+//! A frame is handed out straight from the mmap buffer (the pipeline converts it into its own
+//! buffer); the buffer goes back to the driver at the next call. A device that vanishes, reports an
+//! error or delivers nothing within the timeout is reported lost; its file and mappings are closed
+//! at once and it is reopened with back-off on the following calls.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::raw::c_void;
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant};
+use std::{mem, ptr};
+
+use v4l::buffer::{Flags as BufferFlags, Type};
+use v4l::capability::Flags as CapFlags;
+use v4l::format::FieldOrder;
+use v4l::memory::Memory;
+use v4l::v4l2;
+use v4l::v4l2::vidioc;
+use v4l::v4l_sys::{v4l2_buffer, v4l2_capability, v4l2_format, v4l2_requestbuffers};
+
+use super::backoff::Backoff;
+use super::decode::FrameDecoder;
+use super::format::{fourcc_text, CameraFormat};
+use super::wait::{wait_readable, Wait};
+use super::{CapturedFrame, FrameSource, Lost, Negotiated, SourceError, V4l2Settings};
+use crate::service::StopFlag;
+
+/// Fewest mmap buffers streaming works with: one held by kith, one filled by the driver.
+const MIN_BUFFERS: u32 = 2;
+
+/// Frames from a V4L2 capture device.
+pub struct V4l2Source {
+    settings: V4l2Settings,
+    name: String,
+    stream: Option<Stream>,
+    negotiated: Negotiated,
+    decoder: FrameDecoder,
+    backoff: Backoff,
+    stop: StopFlag,
+}
+
+impl V4l2Source {
+    /// Opens the device, negotiates the format and starts streaming. Errors are one line naming
+    /// the device.
+    pub fn open(settings: &V4l2Settings, stop: StopFlag) -> Result<Self, SourceError> {
+        let name = settings.device.display().to_string();
+        let stream = Stream::open(settings).map_err(|detail| SourceError::Fatal {
+            name: name.clone(),
+            detail,
+        })?;
+        let negotiated = stream.negotiated;
+        Ok(V4l2Source {
+            settings: settings.clone(),
+            name,
+            stream: Some(stream),
+            negotiated,
+            decoder: FrameDecoder::with_capacity(
+                negotiated.width as usize,
+                negotiated.height as usize,
+            ),
+            backoff: Backoff::new(settings.retry),
+            stop,
+        })
+    }
+
+    /// Closes the device (buffers, mappings, file) and schedules the next attempt to reopen it.
+    fn lost(&mut self, detail: String) -> SourceError {
+        self.stream = None;
+        SourceError::Lost(Lost {
+            name: self.name.clone(),
+            detail,
+            retry_in: self.backoff.schedule(),
+        })
+    }
+}
+
+impl FrameSource for V4l2Source {
+    fn next_frame(&mut self) -> Result<Option<CapturedFrame<'_>>, SourceError> {
+        if self.stream.is_none() {
+            if !self.backoff.wait(&self.stop) {
+                return Ok(None);
+            }
+            match Stream::open(&self.settings) {
+                Ok(stream) => {
+                    self.negotiated = stream.negotiated;
+                    self.stream = Some(stream);
+                }
+                Err(detail) => return Err(self.lost(detail)),
+            }
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(None);
+        };
+        let (index, used) = match stream.capture(&self.stop, self.settings.timeout) {
+            Ok(Some(captured)) => captured,
+            Ok(None) => return Ok(None),
+            Err(CaptureError::Corrupt(detail)) => {
+                return Err(SourceError::Corrupt {
+                    name: self.name.clone(),
+                    detail,
+                })
+            }
+            Err(CaptureError::Lost(detail)) => return Err(self.lost(detail)),
+        };
+        self.backoff.reset();
+        let Some(stream) = self.stream.as_ref() else {
+            return Ok(None);
+        };
+        let n = stream.negotiated;
+        let bytes = stream.maps[index].bytes(used);
+        match self.decoder.decode(
+            n.format,
+            n.width as usize,
+            n.height as usize,
+            n.stride as usize,
+            bytes,
+        ) {
+            Ok(frame) => Ok(Some(CapturedFrame {
+                frame,
+                name: &self.name,
+            })),
+            Err(detail) => Err(SourceError::Corrupt {
+                name: self.name.clone(),
+                detail,
+            }),
+        }
+    }
+
+    fn negotiated(&self) -> Option<Negotiated> {
+        Some(self.negotiated)
+    }
+}
+
+/// Why a capture gave no frame.
+enum CaptureError {
+    /// This frame is bad; the next may be fine.
+    Corrupt(String),
+    /// The device is gone or silent.
+    Lost(String),
+}
+
+/// One mmap'ed driver buffer, unmapped when dropped.
+struct Mapping {
+    ptr: *mut c_void,
+    len: usize,
+}
+
+impl Mapping {
+    /// The first `used` bytes of the buffer.
+    fn bytes(&self, used: usize) -> &[u8] {
+        // SAFETY: `ptr` is a live mapping of `len` bytes (from mmap in `Stream::map_buffers`, only
+        // unmapped when `self` drops), and the returned slice borrows `self`. The driver writes the
+        // buffer only while it is queued; kith reads only the dequeued buffer it holds.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), used.min(self.len)) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` and `len` are exactly what mmap returned and nothing borrows the mapping
+        // any more (slices borrow `self`). An error here cannot be acted upon.
+        let _ = unsafe { v4l2::munmap(self.ptr, self.len) };
+    }
+}
+
+/// An open, streaming capture device. Dropping it stops streaming, unmaps and frees the buffers
+/// and closes the file, in that order.
+struct Stream {
+    maps: Vec<Mapping>,
+    /// Index of the buffer kith holds (handed out last), queued again at the next capture.
+    held: Option<usize>,
+    requested: bool,
+    streaming: bool,
+    negotiated: Negotiated,
+    file: File,
+}
+
+impl Stream {
+    fn open(settings: &V4l2Settings) -> Result<Stream, String> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&settings.device)
+            .map_err(|e| format!("cannot open: {e}"))?;
+        check_capabilities(&file)?;
+        let negotiated = set_format(&file, settings)?;
+        let mut stream = Stream {
+            maps: Vec::new(),
+            held: None,
+            requested: false,
+            streaming: false,
+            negotiated,
+            file,
+        };
+        stream.map_buffers(settings.buffers)?;
+        for index in 0..stream.maps.len() {
+            stream
+                .queue(index)
+                .map_err(|e| format!("VIDIOC_QBUF failed: {e}"))?;
+        }
+        let mut kind = Type::VideoCapture as u32;
+        // SAFETY: VIDIOC_STREAMON reads one int, the buffer type, from the pointer.
+        unsafe { ioctl(&stream.file, vidioc::VIDIOC_STREAMON, &mut kind) }
+            .map_err(|e| format!("VIDIOC_STREAMON failed: {e}"))?;
+        stream.streaming = true;
+        Ok(stream)
+    }
+
+    /// Asks for `count` mmap buffers and maps every one the driver grants.
+    fn map_buffers(&mut self, count: u32) -> Result<(), String> {
+        // SAFETY: v4l2_requestbuffers is plain data; all-zero is a valid value.
+        let mut req: v4l2_requestbuffers = unsafe { mem::zeroed() };
+        req.count = count;
+        req.type_ = Type::VideoCapture as u32;
+        req.memory = Memory::Mmap as u32;
+        // SAFETY: VIDIOC_REQBUFS reads and writes one v4l2_requestbuffers.
+        unsafe { ioctl(&self.file, vidioc::VIDIOC_REQBUFS, &mut req) }
+            .map_err(|e| format!("VIDIOC_REQBUFS ({count} mmap buffers) failed: {e}"))?;
+        self.requested = true;
+        if req.count < MIN_BUFFERS {
+            return Err(format!(
+                "the driver granted {} mmap buffers, at least {MIN_BUFFERS} are needed",
+                req.count
+            ));
+        }
+        for index in 0..req.count {
+            let mut buf = buffer_desc();
+            buf.index = index;
+            // SAFETY: VIDIOC_QUERYBUF reads and writes one v4l2_buffer.
+            unsafe { ioctl(&self.file, vidioc::VIDIOC_QUERYBUF, &mut buf) }
+                .map_err(|e| format!("VIDIOC_QUERYBUF {index} failed: {e}"))?;
+            let len = buf.length as usize;
+            // SAFETY: for a MMAP buffer the driver sets `m.offset`, which is the union member
+            // QUERYBUF fills.
+            let offset = unsafe { buf.m.offset };
+            // SAFETY: maps `len` bytes of the device at the offset the driver gave for this
+            // buffer; the mapping is owned by a `Mapping`, which unmaps it once.
+            let ptr = unsafe {
+                v4l2::mmap(
+                    ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    self.file.as_raw_fd(),
+                    offset as libc::off_t,
+                )
+            }
+            .map_err(|e| format!("mmap of buffer {index} failed: {e}"))?;
+            self.maps.push(Mapping { ptr, len });
+        }
+        Ok(())
+    }
+
+    fn queue(&mut self, index: usize) -> io::Result<()> {
+        let mut buf = buffer_desc();
+        buf.index = index as u32;
+        // SAFETY: VIDIOC_QBUF reads and writes one v4l2_buffer.
+        unsafe { ioctl(&self.file, vidioc::VIDIOC_QBUF, &mut buf) }
+    }
+
+    /// Gives the held buffer back to the driver and waits for the next filled one, at most
+    /// `timeout`. Returns its index and the bytes used, or `None` on a stop request.
+    fn capture(
+        &mut self,
+        stop: &StopFlag,
+        timeout: Duration,
+    ) -> Result<Option<(usize, usize)>, CaptureError> {
+        if let Some(index) = self.held.take() {
+            self.queue(index)
+                .map_err(|e| CaptureError::Lost(format!("VIDIOC_QBUF failed: {e}")))?;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match wait_readable(self.file.as_fd(), stop, Some(left)) {
+                Ok(Wait::Ready) => {}
+                Ok(Wait::Stopped) => return Ok(None),
+                Ok(Wait::TimedOut) => {
+                    return Err(CaptureError::Lost(format!(
+                        "no frame within {} ms",
+                        timeout.as_millis()
+                    )))
+                }
+                Ok(Wait::Error) => {
+                    return Err(CaptureError::Lost(
+                        "the device reported an error (unplugged?)".into(),
+                    ))
+                }
+                Err(e) => return Err(CaptureError::Lost(format!("poll failed: {e}"))),
+            }
+            let mut buf = buffer_desc();
+            // SAFETY: VIDIOC_DQBUF reads and writes one v4l2_buffer.
+            match unsafe { ioctl(&self.file, vidioc::VIDIOC_DQBUF, &mut buf) } {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CaptureError::Lost(format!("VIDIOC_DQBUF failed: {e}"))),
+            }
+            let index = buf.index as usize;
+            let Some(map) = self.maps.get(index) else {
+                return Err(CaptureError::Lost(format!(
+                    "the driver returned buffer {index} of {}",
+                    self.maps.len()
+                )));
+            };
+            let used = match buf.bytesused as usize {
+                0 => map.len,
+                n => n.min(map.len),
+            };
+            self.held = Some(index);
+            if BufferFlags::from(buf.flags).contains(BufferFlags::ERROR) {
+                return Err(CaptureError::Corrupt(
+                    "the driver marked the frame as corrupt".into(),
+                ));
+            }
+            return Ok(Some((index, used)));
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // Errors are ignored: the device may be gone, and the file is closed regardless.
+        if self.streaming {
+            let mut kind = Type::VideoCapture as u32;
+            // SAFETY: VIDIOC_STREAMOFF reads one int, the buffer type, from the pointer.
+            let _ = unsafe { ioctl(&self.file, vidioc::VIDIOC_STREAMOFF, &mut kind) };
+        }
+        self.maps.clear();
+        if self.requested {
+            // SAFETY: v4l2_requestbuffers is plain data; all-zero is a valid value.
+            let mut req: v4l2_requestbuffers = unsafe { mem::zeroed() };
+            req.type_ = Type::VideoCapture as u32;
+            req.memory = Memory::Mmap as u32;
+            // SAFETY: VIDIOC_REQBUFS with count 0 frees the (now unmapped) buffers.
+            let _ = unsafe { ioctl(&self.file, vidioc::VIDIOC_REQBUFS, &mut req) };
+        }
+    }
+}
+
+/// An ioctl on `file` whose argument is `arg`.
+///
+/// # Safety
+/// `request` must be an ioctl that reads and/or writes exactly one `T`.
+unsafe fn ioctl<T>(file: &File, request: vidioc::_IOC_TYPE, arg: &mut T) -> io::Result<()> {
+    // SAFETY: guaranteed by the caller; `arg` is a valid, exclusive pointer to a `T`.
+    unsafe { v4l2::ioctl(file.as_raw_fd(), request, (arg as *mut T).cast::<c_void>()) }
+}
+
+/// A v4l2_buffer for an mmap video capture buffer.
+fn buffer_desc() -> v4l2_buffer {
+    // SAFETY: v4l2_buffer is plain data; all-zero is a valid value.
+    let mut buf: v4l2_buffer = unsafe { mem::zeroed() };
+    buf.type_ = Type::VideoCapture as u32;
+    buf.memory = Memory::Mmap as u32;
+    buf
+}
+
+/// Checks that the device captures video by streaming I/O, single-planar.
+fn check_capabilities(file: &File) -> Result<(), String> {
+    // SAFETY: v4l2_capability is plain data; all-zero is a valid value.
+    let mut cap: v4l2_capability = unsafe { mem::zeroed() };
+    // SAFETY: VIDIOC_QUERYCAP writes one v4l2_capability.
+    unsafe { ioctl(file, vidioc::VIDIOC_QUERYCAP, &mut cap) }
+        .map_err(|e| format!("not a V4L2 device (VIDIOC_QUERYCAP: {e})"))?;
+    let all = CapFlags::from(cap.capabilities);
+    let caps = if all.contains(CapFlags::DEVICE_CAPS) {
+        CapFlags::from(cap.device_caps)
+    } else {
+        all
+    };
+    let card = String::from_utf8_lossy(&cap.card);
+    let card = card.trim_end_matches('\0');
+    if !caps.contains(CapFlags::VIDEO_CAPTURE) {
+        return Err(if caps.contains(CapFlags::VIDEO_CAPTURE_MPLANE) {
+            format!(
+                "\"{card}\" is a multi-planar capture device, which kith does not read \
+                 (on a Raspberry Pi use `rpicam-vid --codec yuv420 -o - | kith run` with a pipe camera)"
+            )
+        } else {
+            format!("\"{card}\" is not a video capture device")
+        });
+    }
+    if !caps.contains(CapFlags::STREAMING) {
+        return Err(format!("\"{card}\" does not support streaming I/O"));
+    }
+    Ok(())
+}
+
+/// Asks for the configured size and format (VIDIOC_S_FMT) and returns what the driver set.
+fn set_format(file: &File, settings: &V4l2Settings) -> Result<Negotiated, String> {
+    let asked = settings.format;
+    // SAFETY: v4l2_format is plain data; all-zero is a valid value.
+    let mut fmt: v4l2_format = unsafe { mem::zeroed() };
+    fmt.type_ = Type::VideoCapture as u32;
+    // SAFETY: `pix` is the union member for single-planar capture, the type set above.
+    let pix = unsafe { &mut fmt.fmt.pix };
+    pix.width = settings.width;
+    pix.height = settings.height;
+    pix.pixelformat = u32::from_le_bytes(asked.fourcc());
+    pix.field = FieldOrder::Progressive as u32;
+    // SAFETY: VIDIOC_S_FMT reads and writes one v4l2_format.
+    unsafe { ioctl(file, vidioc::VIDIOC_S_FMT, &mut fmt) }.map_err(|e| {
+        format!(
+            "VIDIOC_S_FMT {}x{} {} failed: {e}",
+            settings.width,
+            settings.height,
+            fourcc_text(asked.fourcc())
+        )
+    })?;
+    // SAFETY: the driver filled the `pix` member for the single-planar capture type.
+    let pix = unsafe { fmt.fmt.pix };
+    let code = pix.pixelformat.to_le_bytes();
+    let format = CameraFormat::from_fourcc(code)
+        .filter(|f| CameraFormat::V4L2.contains(f))
+        .ok_or_else(|| {
+            format!(
+                "asked for {}x{} {}, the driver gave {}x{} {}, which kith cannot read",
+                settings.width,
+                settings.height,
+                fourcc_text(asked.fourcc()),
+                pix.width,
+                pix.height,
+                fourcc_text(code)
+            )
+        })?;
+    if pix.width == 0 || pix.height == 0 {
+        return Err(format!(
+            "the driver set an empty {}x{} frame",
+            pix.width, pix.height
+        ));
+    }
+    let stride = match format.pixel_format() {
+        Some(p) => pix
+            .bytesperline
+            .max(u32::try_from(p.packed_stride(pix.width as usize)).unwrap_or(u32::MAX)),
+        None => 0,
+    };
+    Ok(Negotiated {
+        width: pix.width,
+        height: pix.height,
+        format,
+        stride,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::camera::Retry;
+    use std::path::PathBuf;
+
+    fn settings(device: &str) -> V4l2Settings {
+        V4l2Settings {
+            device: PathBuf::from(device),
+            format: CameraFormat::Yuyv,
+            width: 640,
+            height: 480,
+            buffers: 4,
+            timeout: Duration::from_millis(2000),
+            retry: Retry {
+                min: Duration::from_millis(250),
+                max: Duration::from_millis(4000),
+            },
+        }
+    }
+
+    fn open_error(device: &str) -> String {
+        match V4l2Source::open(&settings(device), StopFlag::new()) {
+            Ok(_) => panic!("{device} opened as a camera"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_missing_device_is_a_one_line_error_naming_it() {
+        let e = open_error("/dev/video-kith-missing");
+        assert!(e.starts_with("/dev/video-kith-missing: cannot open"), "{e}");
+        assert!(e.contains("No such file"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_video_device_fails_cleanly() {
+        let e = open_error("/dev/null");
+        assert!(e.starts_with("/dev/null: not a V4L2 device"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let file = std::env::temp_dir().join(format!("kith-not-video-{}", std::process::id()));
+        std::fs::write(&file, b"plain file").unwrap();
+        let e = open_error(file.to_str().unwrap());
+        assert!(e.contains("not a V4L2 device"), "{e}");
+        std::fs::remove_file(&file).unwrap();
+    }
+}

@@ -1,0 +1,469 @@
+//! Graph passes that make tract's INT8 graphs pay, applied to the optimised graph when kith loads a
+//! model (see docs/int8.md for the measurements behind them).
+//!
+//! tract 0.23.9 quantises and dequantises activations with scalar loops around a branchy
+//! round-ties-to-even (`QuantizeLinearI8`, `DequantizeLinearF32`): in GRITv2-S's INT8 graph those
+//! took about a quarter of the run. [`speed_up_quantisation`] swaps them for [`QuantizeI8`] and
+//! [`DequantizeI8`], which compute the same values with loops the compiler vectorises. Then
+//! [`tabulate_dequantised_chains`] folds a dequantisation and the f32 element-wise ops right after
+//! it (GELU after an int8 convolution) into one 256-entry i8 -> f32 table, [`DequantizeTable`]:
+//! tract only tabulates chains that end in a quantisation.
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ndarray::ArrayD;
+use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8};
+
+/// 1.5 * 2^23: adding it to an f32 of magnitude below 2^22 rounds it to an integer, ties to even
+/// (the default rounding mode), and leaves that integer in the low mantissa bits.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// Rounds `v` (|v| < 2^22) to the nearest integer, ties to even, without a branch.
+#[inline(always)]
+fn round_ties_even_small(v: f32) -> i32 {
+    ((v + ROUND_MAGIC).to_bits() as i32) - (ROUND_MAGIC.to_bits() as i32)
+}
+
+/// f32 -> i8 quantisation, `clamp(round_ties_even(x * scale) + zero_point, -128, 127)`, as tract's
+/// `QuantizeLinearI8` (whose `scale` is already the reciprocal of ONNX's), vectorisable: clamp
+/// first, then round by the magic-number addition. Where they differ, tract's is off: a NaN input
+/// gives -128 here (`zero_point` in tract), and with a non-zero zero point, |x * scale| >= 2^31
+/// saturates here where tract's i32 addition wraps around.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizeI8 {
+    pub scale: f32,
+    pub zero_point: i8,
+}
+
+impl Eq for QuantizeI8 {}
+
+impl QuantizeI8 {
+    fn quantize(&self, xs: &[f32]) -> Vec<i8> {
+        let zp = self.zero_point as i32;
+        let (lo, hi) = ((-128 - zp) as f32, (127 - zp) as f32);
+        let scale = self.scale;
+        xs.iter()
+            .map(|&x| (round_ties_even_small((x * scale).max(lo).min(hi)) + zp) as i8)
+            .collect()
+    }
+}
+
+impl Op for QuantizeI8 {
+    fn name(&self) -> StaticName {
+        "QuantizeI8".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "scale: {} zero_point: {}",
+            self.scale, self.zero_point
+        )])
+    }
+
+    tract_onnx::tract_core::op_as_typed_op!();
+}
+
+impl EvalOp for QuantizeI8 {
+    tract_onnx::tract_core::op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = &inputs[0];
+        let ys = self.quantize(input.try_as_plain_ram()?.as_slice::<f32>()?);
+        let out = ArrayD::from_shape_vec(input.shape(), ys)?.into_tensor();
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for QuantizeI8 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == f32::datum_type());
+        Ok(tvec!(i8::fact(inputs[0].shape.clone())))
+    }
+
+    tract_onnx::tract_core::as_op!();
+}
+
+/// i8 -> f32 dequantisation, `(x - zero_point) * scale`, as tract's `DequantizeLinearF32`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DequantizeI8 {
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+impl Eq for DequantizeI8 {}
+
+impl DequantizeI8 {
+    fn dequantize(&self, xs: &[i8]) -> Vec<f32> {
+        let (zp, scale) = (self.zero_point, self.scale);
+        xs.iter().map(|&x| (x as i32 - zp) as f32 * scale).collect()
+    }
+}
+
+impl Op for DequantizeI8 {
+    fn name(&self) -> StaticName {
+        "DequantizeI8".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "scale: {} zero_point: {}",
+            self.scale, self.zero_point
+        )])
+    }
+
+    tract_onnx::tract_core::op_as_typed_op!();
+}
+
+impl EvalOp for DequantizeI8 {
+    tract_onnx::tract_core::op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = &inputs[0];
+        let ys = self.dequantize(input.try_as_plain_ram()?.as_slice::<i8>()?);
+        let out = ArrayD::from_shape_vec(input.shape(), ys)?.into_tensor();
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for DequantizeI8 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type.unquantized() == i8::datum_type());
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    tract_onnx::tract_core::as_op!();
+}
+
+/// i8 -> f32 through a 256-entry table: a dequantisation and the element-wise f32 ops after it,
+/// evaluated once for every i8 value. Entry `i` holds the result for the i8 value `i as u8 as i8`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DequantizeTable {
+    pub table: Vec<f32>,
+    /// The ops the table stands for, for reports.
+    pub ops: String,
+}
+
+impl Eq for DequantizeTable {}
+
+impl DequantizeTable {
+    fn lookup(&self, xs: &[i8]) -> Vec<f32> {
+        let table: &[f32; 256] = match self.table.as_slice().try_into() {
+            Ok(t) => t,
+            Err(_) => return vec![],
+        };
+        xs.iter().map(|&x| table[x as u8 as usize]).collect()
+    }
+}
+
+impl Op for DequantizeTable {
+    fn name(&self) -> StaticName {
+        "DequantizeTable".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![self.ops.clone()])
+    }
+
+    tract_onnx::tract_core::op_as_typed_op!();
+}
+
+impl EvalOp for DequantizeTable {
+    tract_onnx::tract_core::op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        ensure!(self.table.len() == 256, "DequantizeTable needs 256 entries");
+        let input = &inputs[0];
+        let ys = self.lookup(input.try_as_plain_ram()?.as_slice::<i8>()?);
+        let out = ArrayD::from_shape_vec(input.shape(), ys)?.into_tensor();
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for DequantizeTable {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type.unquantized() == i8::datum_type());
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    tract_onnx::tract_core::as_op!();
+}
+
+/// The element-wise f32 -> f32 ops that follow `dq` one after the other, each the only consumer
+/// of the one before.
+fn element_wise_chain<'m>(
+    model: &'m TypedModel,
+    dq: &TypedNode,
+) -> TractResult<Vec<&'m TypedNode>> {
+    let mut chain: Vec<&TypedNode> = vec![];
+    let mut current = dq.id;
+    while let Some(next) = model.single_succ(current)? {
+        let f32_to_f32 = next.inputs.len() == 1
+            && next.outputs.len() == 1
+            && next.outputs[0].fact.datum_type == f32::datum_type();
+        if !(f32_to_f32 && next.op_is::<ElementWiseOp>()) {
+            break;
+        }
+        chain.push(next);
+        current = next.id;
+    }
+    Ok(chain)
+}
+
+/// Evaluates `dq` and `chain` on the 256 i8 values.
+fn tabulate(dq: &TypedNode, chain: &[&TypedNode]) -> TractResult<Vec<f32>> {
+    let mut adhoc = TypedModel::default();
+    let mut wire = adhoc.add_source("i8", i8::fact([256]))?;
+    for node in std::iter::once(dq).chain(chain.iter().copied()) {
+        wire = adhoc.wire_node(&*node.name, node.op.clone(), &[wire])?[0];
+    }
+    adhoc.select_output_outlets(&[wire])?;
+    let values: Vec<i8> = (0..=255u8).map(|i| i as i8).collect();
+    let out = SimplePlan::new(adhoc)?
+        .run(tvec!(tensor1(&values).into_tvalue()))?
+        .remove(0);
+    Ok(out.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+}
+
+/// The patch that folds node `id` and the element-wise chain after it into a
+/// [`DequantizeTable`], if `id` is a [`DequantizeI8`] followed by such a chain.
+fn table_patch(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+    let dq = model.node(id);
+    if !dq.op_is::<DequantizeI8>() {
+        return Ok(None);
+    }
+    let chain = element_wise_chain(model, dq)?;
+    let Some(last) = chain.last() else {
+        return Ok(None);
+    };
+    let ops: Vec<String> = std::iter::once(dq)
+        .chain(chain.iter().copied())
+        .map(|n| n.op.name().into_owned())
+        .collect();
+    let op = DequantizeTable {
+        table: tabulate(dq, &chain)?,
+        ops: ops.join(" -> "),
+    };
+    let mut patch = TypedModelPatch::default();
+    let input = patch.tap_model(model, dq.inputs[0])?;
+    let wire = patch.wire_node(&*last.name, op, &[input])?[0];
+    patch.shunt_outside(model, OutletId::new(last.id, 0), wire)?;
+    Ok(Some(patch))
+}
+
+/// Folds every [`DequantizeI8`] whose only consumer starts a chain of element-wise f32 ops into
+/// one [`DequantizeTable`]; returns how many chains were folded. Run it after
+/// [`speed_up_quantisation`]. The values computed are the same.
+pub fn tabulate_dequantised_chains(model: &mut TypedModel) -> TractResult<usize> {
+    let mut folded = 0;
+    for id in 0..model.nodes().len() {
+        if let Some(patch) = table_patch(model, id)? {
+            patch.apply(model)?;
+            folded += 1;
+        }
+    }
+    if folded > 0 {
+        *model = std::mem::take(model).into_compact()?;
+    }
+    Ok(folded)
+}
+
+/// The vectorised op that computes what `node` computes, if `node` is an f32 -> i8
+/// `QuantizeLinearI8` or an i8 -> f32 `DequantizeLinearF32`.
+fn replacement(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Box<dyn TypedOp>>> {
+    let Some(&input) = node.inputs.first() else {
+        return Ok(None);
+    };
+    let input = model.outlet_fact(input)?.datum_type;
+    if let Some(q) = node
+        .op_as::<ElementWiseOp>()
+        .and_then(|op| op.0.downcast_ref::<QuantizeLinearI8>())
+    {
+        if input == f32::datum_type() && node.outputs[0].fact.datum_type == i8::datum_type() {
+            return Ok(Some(Box::new(QuantizeI8 {
+                scale: q.scale,
+                zero_point: q.zero_point,
+            })));
+        }
+    }
+    if let Some(dq) = node.op_as::<DequantizeLinearF32>() {
+        if input.unquantized() == i8::datum_type() {
+            return Ok(Some(Box::new(DequantizeI8 {
+                scale: dq.scale,
+                zero_point: dq.zero_point,
+            })));
+        }
+    }
+    Ok(None)
+}
+
+/// Replaces every f32 -> i8 quantisation and i8 -> f32 dequantisation of an optimised graph with
+/// its vectorised equivalent; returns how many nodes changed. The values computed are the same.
+pub fn speed_up_quantisation(model: &mut TypedModel) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in 0..model.nodes().len() {
+        if let Some(op) = replacement(model, model.node(id))? {
+            model.node_mut(id).op = op;
+            replaced += 1;
+        }
+    }
+    Ok(replaced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::tract_core::ops::quant::quantize_linear_i8;
+
+    /// Runs `model` on `input`, returning its single output.
+    fn run(model: TypedModel, input: Tensor) -> Tensor {
+        let plan = model.into_runnable().unwrap();
+        plan.run(tvec!(input.into_tvalue()))
+            .unwrap()
+            .remove(0)
+            .into_tensor()
+    }
+
+    trait F32Values {
+        fn as_slice_f32(&self) -> Vec<f32>;
+    }
+
+    impl F32Values for Tensor {
+        fn as_slice_f32(&self) -> Vec<f32> {
+            self.try_as_plain_ram()
+                .unwrap()
+                .as_slice::<f32>()
+                .unwrap()
+                .to_vec()
+        }
+    }
+
+    /// f32 values covering ties (k + 0.5 after scaling), both saturation ends, zero and
+    /// ordinary values; the huge ones only for zero point 0, where tract's own i32 arithmetic
+    /// does not wrap around.
+    fn probe_values(scale: f32, zero_point: i8) -> Vec<f32> {
+        let mut xs: Vec<f32> = (-300..=300).map(|i| i as f32 * 0.5 / scale).collect();
+        xs.extend((0..2000).map(|i| ((i * 7919) % 4001) as f32 * 0.1234 - 246.0));
+        xs.extend([0.0, -0.0, 1e5, -1e5]);
+        if zero_point == 0 {
+            xs.extend([1e9, -1e9, f32::MAX, f32::MIN, f32::INFINITY, -f32::INFINITY]);
+        }
+        xs
+    }
+
+    /// `x -> QuantizeLinearI8 -> DequantizeLinearF32` optimised as kith loads graphs.
+    fn qdq_model(scale: f32, zero_point: i8, len: usize) -> TypedModel {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([len])).unwrap();
+        let q = model
+            .wire_node("q", quantize_linear_i8(scale, zero_point), &[x])
+            .unwrap();
+        let dq = model
+            .wire_node(
+                "dq",
+                DequantizeLinearF32::new(1.0 / scale, zero_point as i32),
+                &q,
+            )
+            .unwrap();
+        model.select_output_outlets(&dq).unwrap();
+        model.into_optimized().unwrap()
+    }
+
+    #[test]
+    fn quantise_and_dequantise_match_tract_exactly() {
+        for (scale, zp) in [
+            (3.7f32, 0i8),
+            (0.25, 0),
+            (127.0 / 6.0, 0),
+            (10.0, -5),
+            (1.0, 17),
+        ] {
+            let xs = probe_values(scale, zp);
+            let input = tensor1(&xs);
+            let stock = qdq_model(scale, zp, xs.len());
+            let mut fast = stock.clone();
+            assert_eq!(speed_up_quantisation(&mut fast).unwrap(), 2);
+            assert!(fast.nodes().iter().any(|n| n.op_is::<QuantizeI8>()));
+            assert!(fast.nodes().iter().any(|n| n.op_is::<DequantizeI8>()));
+            let want = run(stock, input.clone());
+            let got = run(fast, input);
+            assert_eq!(got.shape(), want.shape());
+            let (got, want) = (got.as_slice_f32(), want.as_slice_f32());
+            for ((x, g), w) in xs.iter().zip(&got).zip(&want) {
+                assert_eq!(g.to_bits(), w.to_bits(), "x {x} scale {scale} zp {zp}");
+            }
+        }
+    }
+
+    #[test]
+    fn quantiser_rounds_ties_to_even_and_saturates() {
+        let q = QuantizeI8 {
+            scale: 1.0,
+            zero_point: 0,
+        };
+        assert_eq!(
+            q.quantize(&[0.5, 1.5, 2.5, -0.5, -1.5, 126.5, 127.5, 300.0, -128.5, -1e30]),
+            [0, 2, 2, 0, -2, 126, 127, 127, -128, -128]
+        );
+    }
+
+    #[test]
+    fn dequantise_gelu_chain_becomes_one_exact_table() {
+        use tract_onnx::tract_core::ops::nn::gelu_exact::gelu_exact;
+        // x -> Q -> DQ -> GELU -> Abs: the chain DQ -> GELU -> Abs becomes one table.
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([2, 300])).unwrap();
+        let q = model
+            .wire_node("q", quantize_linear_i8(9.0, 0), &[x])
+            .unwrap();
+        let dq = model
+            .wire_node("dq", DequantizeLinearF32::new(1.0 / 9.0, 0), &q)
+            .unwrap();
+        let gelu = model.wire_node("gelu", gelu_exact(), &dq).unwrap();
+        let abs = model
+            .wire_node("abs", tract_onnx::tract_core::ops::math::abs(), &gelu)
+            .unwrap();
+        model.select_output_outlets(&abs).unwrap();
+        let stock = model.into_optimized().unwrap();
+        let mut fast = stock.clone();
+        speed_up_quantisation(&mut fast).unwrap();
+        assert_eq!(tabulate_dequantised_chains(&mut fast).unwrap(), 1);
+        let ops: Vec<_> = fast.nodes().iter().map(|n| n.op.name()).collect();
+        assert!(ops.iter().any(|o| o == "DequantizeTable"), "{ops:?}");
+        assert!(!ops.iter().any(|o| o == "GeluExact"), "{ops:?}");
+        let xs: Vec<f32> = (0..600).map(|i| (i as f32 - 300.0) * 0.05).collect();
+        let input = tract_onnx::tract_core::ndarray::Array2::from_shape_vec((2, 300), xs)
+            .unwrap()
+            .into_tensor();
+        let want = run(stock, input.clone()).as_slice_f32();
+        let got = run(fast, input).as_slice_f32();
+        assert_eq!(got.len(), 600);
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.to_bits(), w.to_bits());
+        }
+    }
+
+    #[test]
+    fn dequantise_without_element_wise_successor_is_kept() {
+        let mut fast = qdq_model(4.0, 0, 8);
+        speed_up_quantisation(&mut fast).unwrap();
+        assert_eq!(tabulate_dequantised_chains(&mut fast).unwrap(), 0);
+    }
+
+    #[test]
+    fn other_quantisers_are_left_alone() {
+        // u8 quantisation keeps tract's op.
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([4])).unwrap();
+        let q = model
+            .wire_node(
+                "q",
+                tract_onnx::tract_core::ops::quant::quantize_linear_u8(2.0, 128),
+                &[x],
+            )
+            .unwrap();
+        model.select_output_outlets(&q).unwrap();
+        let mut model = model.into_optimized().unwrap();
+        assert_eq!(speed_up_quantisation(&mut model).unwrap(), 0);
+    }
+}
