@@ -365,6 +365,7 @@ fn a_session_shows_camera_lost_and_recovers() {
         repeat: false,
         pipelined: Some(false),
         drawing: Drawing::Memory,
+        snapshots: None,
         stop: StopFlag::new(),
     };
     let mut session = Session::open(&config, &options).unwrap();

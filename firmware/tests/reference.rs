@@ -121,9 +121,7 @@ fn the_demo_gives_the_x86_64_persons_and_labels() {
     if let Some(n) = limit {
         kith.arg("--frames").arg(n.to_string());
     }
-    let run = kith
-        .output()
-        .unwrap();
+    let run = kith.output().unwrap();
     assert!(
         run.status.success(),
         "{}",
@@ -157,7 +155,8 @@ fn the_demo_gives_the_x86_64_persons_and_labels() {
     );
     assert!(
         pairs >= want.len(),
-        "only {pairs} pairs in {} frames: the comparison says little", want.len()
+        "only {pairs} pairs in {} frames: the comparison says little",
+        want.len()
     );
     assert!(
         max.box_px <= BOX_TOLERANCE_PX,
