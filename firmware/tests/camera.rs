@@ -518,7 +518,7 @@ fn kith_stops_on_sigterm_while_no_writer_ever_came() {
     let mut child = spawn_kith(&board, &dir.join("out"));
     let stdout = lines(child.stdout.take().unwrap());
     let mut seen = Vec::new();
-    wait_for(&stdout, "camera", &mut seen);
+    wait_for(&stdout, "  camera    ", &mut seen);
     std::thread::sleep(Duration::from_millis(300));
     let (took, ok) = terminate(&mut child);
     println!("kith exited {took:?} after SIGTERM (no writer)");
@@ -538,7 +538,7 @@ fn kith_reports_a_lost_camera_recovers_without_leaking_and_stops_on_sigterm() {
     let stdout = lines(child.stdout.take().unwrap());
     let stderr = lines(child.stderr.take().unwrap());
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    wait_for(&stdout, "camera", &mut out);
+    wait_for(&stdout, "  camera    ", &mut out);
     assert!(
         out.iter().any(|l| l.contains("160x120 yuv420")),
         "the banner names the camera's format: {out:#?}"
