@@ -11,7 +11,7 @@
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ndarray::ArrayD;
+use multiversion::multiversion;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8};
 
@@ -38,14 +38,51 @@ pub struct QuantizeI8 {
 
 impl Eq for QuantizeI8 {}
 
+/// `ys[i] = clamp(round_ties_even(xs[i] * scale) + zero_point, -128, 127)`, see [`QuantizeI8`].
+#[multiversion(targets = "simd")]
+fn quantize_into(xs: &[f32], ys: &mut [i8], scale: f32, zero_point: i8) {
+    let zp = zero_point as i32;
+    let (lo, hi) = ((-128 - zp) as f32, (127 - zp) as f32);
+    for (y, &x) in ys.iter_mut().zip(xs) {
+        *y = (round_ties_even_small((x * scale).max(lo).min(hi)) + zp) as i8;
+    }
+}
+
+/// `ys[i] = (xs[i] - zero_point) * scale`, see [`DequantizeI8`].
+#[multiversion(targets = "simd")]
+fn dequantize_into(xs: &[i8], ys: &mut [f32], scale: f32, zero_point: i32) {
+    for (y, &x) in ys.iter_mut().zip(xs) {
+        *y = (x as i32 - zero_point) as f32 * scale;
+    }
+}
+
+/// `ys[i] = table[xs[i] as u8]`, see [`DequantizeTable`].
+#[multiversion(targets = "simd")]
+fn lookup_into(xs: &[i8], ys: &mut [f32], table: &[f32; 256]) {
+    for (y, &x) in ys.iter_mut().zip(xs) {
+        *y = table[x as u8 as usize];
+    }
+}
+
+/// Runs `fill(input, output)` on the plain data of `input` and a new tensor of `input`'s shape.
+fn map_tensor<I: Datum, O: Datum + tract_num_traits::Zero>(
+    input: &Tensor,
+    fill: impl FnOnce(&[I], &mut [O]),
+) -> TractResult<Tensor> {
+    let mut out = Tensor::zero::<O>(input.shape())?;
+    fill(
+        input.try_as_plain_ram()?.as_slice::<I>()?,
+        out.try_as_plain_ram_mut()?.as_slice_mut::<O>()?,
+    );
+    Ok(out)
+}
+
 impl QuantizeI8 {
+    #[cfg(test)]
     fn quantize(&self, xs: &[f32]) -> Vec<i8> {
-        let zp = self.zero_point as i32;
-        let (lo, hi) = ((-128 - zp) as f32, (127 - zp) as f32);
-        let scale = self.scale;
-        xs.iter()
-            .map(|&x| (round_ties_even_small((x * scale).max(lo).min(hi)) + zp) as i8)
-            .collect()
+        let mut ys = vec![0; xs.len()];
+        quantize_into(xs, &mut ys, self.scale, self.zero_point);
+        ys
     }
 }
 
@@ -68,9 +105,9 @@ impl EvalOp for QuantizeI8 {
     tract_onnx::tract_core::op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = &inputs[0];
-        let ys = self.quantize(input.try_as_plain_ram()?.as_slice::<f32>()?);
-        let out = ArrayD::from_shape_vec(input.shape(), ys)?.into_tensor();
+        let out = map_tensor(&inputs[0], |xs, ys| {
+            quantize_into(xs, ys, self.scale, self.zero_point)
+        })?;
         Ok(tvec!(out.into_tvalue()))
     }
 }
@@ -93,13 +130,6 @@ pub struct DequantizeI8 {
 
 impl Eq for DequantizeI8 {}
 
-impl DequantizeI8 {
-    fn dequantize(&self, xs: &[i8]) -> Vec<f32> {
-        let (zp, scale) = (self.zero_point, self.scale);
-        xs.iter().map(|&x| (x as i32 - zp) as f32 * scale).collect()
-    }
-}
-
 impl Op for DequantizeI8 {
     fn name(&self) -> StaticName {
         "DequantizeI8".into()
@@ -119,9 +149,9 @@ impl EvalOp for DequantizeI8 {
     tract_onnx::tract_core::op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = &inputs[0];
-        let ys = self.dequantize(input.try_as_plain_ram()?.as_slice::<i8>()?);
-        let out = ArrayD::from_shape_vec(input.shape(), ys)?.into_tensor();
+        let out = map_tensor(&inputs[0], |xs, ys| {
+            dequantize_into(xs, ys, self.scale, self.zero_point)
+        })?;
         Ok(tvec!(out.into_tvalue()))
     }
 }
@@ -146,16 +176,6 @@ pub struct DequantizeTable {
 
 impl Eq for DequantizeTable {}
 
-impl DequantizeTable {
-    fn lookup(&self, xs: &[i8]) -> Vec<f32> {
-        let table: &[f32; 256] = match self.table.as_slice().try_into() {
-            Ok(t) => t,
-            Err(_) => return vec![],
-        };
-        xs.iter().map(|&x| table[x as u8 as usize]).collect()
-    }
-}
-
 impl Op for DequantizeTable {
     fn name(&self) -> StaticName {
         "DequantizeTable".into()
@@ -172,10 +192,12 @@ impl EvalOp for DequantizeTable {
     tract_onnx::tract_core::op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        ensure!(self.table.len() == 256, "DequantizeTable needs 256 entries");
-        let input = &inputs[0];
-        let ys = self.lookup(input.try_as_plain_ram()?.as_slice::<i8>()?);
-        let out = ArrayD::from_shape_vec(input.shape(), ys)?.into_tensor();
+        let table: &[f32; 256] = self
+            .table
+            .as_slice()
+            .try_into()
+            .map_err(|_| format_err!("DequantizeTable needs 256 entries"))?;
+        let out = map_tensor(&inputs[0], |xs, ys| lookup_into(xs, ys, table))?;
         Ok(tvec!(out.into_tvalue()))
     }
 }
