@@ -8,10 +8,16 @@
 //! [`tabulate_dequantised_chains`] folds a dequantisation and the f32 element-wise ops right after
 //! it (GELU after an int8 convolution) into one 256-entry i8 -> f32 table, [`DequantizeTable`]:
 //! tract only tabulates chains that end in a quantisation.
+//!
+//! The loops of these ops are compiled once per SIMD level ([`multiversion`], the best one picked
+//! at run time). That is not only for the wider vectors: on x86_64, tract-linalg's AVX-512 kernels
+//! return without `vzeroupper`, and baseline (SSE) code run after them pays a false dependency on
+//! the dirty upper register halves on every vector instruction; the AVX clones do not, and clear
+//! the upper halves on return.
 
+use multiversion::multiversion;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use multiversion::multiversion;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8};
 
