@@ -55,11 +55,17 @@ impl RgbCanvas {
     }
 
     fn put(&mut self, p: Point, c: Rgb888) {
-        if p.x >= 0 && p.y >= 0 && (p.x as usize) < self.width && (p.y as usize) < self.height {
-            let i = (p.y as usize * self.width + p.x as usize) * 3;
-            self.data[i..i + 3].copy_from_slice(&[c.r(), c.g(), c.b()]);
+        if let Some(i) = pixel_index(p, self.width, self.height) {
+            self.data[i * 3..i * 3 + 3].copy_from_slice(&[c.r(), c.g(), c.b()]);
         }
     }
+}
+
+/// The row-major index of pixel `p` in a `width` x `height` image, or `None` outside it: the
+/// clipping every `DrawTarget` of kith's does.
+pub fn pixel_index(p: Point, width: usize, height: usize) -> Option<usize> {
+    let (x, y) = (usize::try_from(p.x).ok()?, usize::try_from(p.y).ok()?);
+    (x < width && y < height).then_some(y * width + x)
 }
 
 impl OriginDimensions for RgbCanvas {

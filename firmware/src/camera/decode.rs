@@ -14,6 +14,7 @@ use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
 use super::format::CameraFormat;
+use super::{CapturedFrame, Negotiated, SourceError};
 
 /// Largest JPEG side decoded, so a corrupt header cannot ask for gigabytes.
 pub const MAX_SIDE: usize = 8192;
@@ -58,6 +59,30 @@ impl FrameDecoder {
                 self.decode_jpeg(bytes)?;
                 Ok(self.rgb.as_frame())
             }
+        }
+    }
+
+    /// The frame in `bytes`, laid out as `layout` says, named `name` in the output; a frame that
+    /// does not decode is `SourceError::Corrupt`, which the source skips.
+    pub fn capture<'a>(
+        &'a mut self,
+        layout: Negotiated,
+        name: &'a str,
+        bytes: &'a [u8],
+    ) -> Result<CapturedFrame<'a>, SourceError> {
+        let (w, h, stride) = (layout.width, layout.height, layout.stride);
+        match self.decode(
+            layout.format,
+            w as usize,
+            h as usize,
+            stride as usize,
+            bytes,
+        ) {
+            Ok(frame) => Ok(CapturedFrame { frame, name }),
+            Err(detail) => Err(SourceError::Corrupt {
+                name: name.to_owned(),
+                detail,
+            }),
         }
     }
 

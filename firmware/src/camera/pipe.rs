@@ -94,6 +94,21 @@ impl PipeSource {
 
     /// The input went away: a named pipe is closed now and reopened later; standard input cannot
     /// come back.
+    /// The frame layout the config sets: a pipe has no driver to negotiate with.
+    fn layout(&self) -> Negotiated {
+        let s = &self.settings;
+        let stride = s
+            .format
+            .pixel_format()
+            .map_or(0, |p| p.packed_stride(s.width as usize));
+        Negotiated {
+            width: s.width,
+            height: s.height,
+            format: s.format,
+            stride: u32::try_from(stride).unwrap_or(u32::MAX),
+        }
+    }
+
     fn gone(&mut self, detail: String) -> SourceError {
         self.input = None;
         self.start = 0;
@@ -227,36 +242,14 @@ impl FrameSource for PipeSource {
             Next::End => return Ok(None),
         };
         self.backoff.reset();
-        let s = &self.settings;
-        let (w, h) = (s.width as usize, s.height as usize);
-        let stride = s.format.pixel_format().map_or(0, |p| p.packed_stride(w));
-        match self
-            .decoder
-            .decode(s.format, w, h, stride, &self.buf[range])
-        {
-            Ok(frame) => Ok(Some(CapturedFrame {
-                frame,
-                name: &self.name,
-            })),
-            Err(detail) => Err(SourceError::Corrupt {
-                name: self.name.clone(),
-                detail,
-            }),
-        }
+        let layout = self.layout();
+        self.decoder
+            .capture(layout, &self.name, &self.buf[range])
+            .map(Some)
     }
 
     fn negotiated(&self) -> Option<Negotiated> {
-        let s = &self.settings;
-        let stride = s
-            .format
-            .pixel_format()
-            .map_or(0, |p| p.packed_stride(s.width as usize));
-        Some(Negotiated {
-            width: s.width,
-            height: s.height,
-            format: s.format,
-            stride: u32::try_from(stride).unwrap_or(u32::MAX),
-        })
+        Some(self.layout())
     }
 }
 

@@ -115,24 +115,10 @@ impl FrameSource for V4l2Source {
         let Some(stream) = self.stream.as_ref() else {
             return Ok(None);
         };
-        let n = stream.negotiated;
         let bytes = stream.maps[index].bytes(used);
-        match self.decoder.decode(
-            n.format,
-            n.width as usize,
-            n.height as usize,
-            n.stride as usize,
-            bytes,
-        ) {
-            Ok(frame) => Ok(Some(CapturedFrame {
-                frame,
-                name: &self.name,
-            })),
-            Err(detail) => Err(SourceError::Corrupt {
-                name: self.name.clone(),
-                detail,
-            }),
-        }
+        self.decoder
+            .capture(stream.negotiated, &self.name, bytes)
+            .map(Some)
     }
 
     fn negotiated(&self) -> Option<Negotiated> {

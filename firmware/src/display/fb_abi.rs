@@ -90,34 +90,40 @@ impl FbFixScreeninfo {
     }
 }
 
+/// A `#[repr(C)]` copy of a kernel screen-information struct, with the ioctl that fills it.
+trait ScreenInfo: Default {
+    /// The `FBIOGET_*` request that writes one `Self`.
+    const REQUEST: u32;
+}
+
+impl ScreenInfo for FbVarScreeninfo {
+    const REQUEST: u32 = FBIOGET_VSCREENINFO;
+}
+
+impl ScreenInfo for FbFixScreeninfo {
+    const REQUEST: u32 = FBIOGET_FSCREENINFO;
+}
+
 /// Reads the variable screen information of the framebuffer `file`.
 pub fn var_screeninfo(file: &File) -> io::Result<FbVarScreeninfo> {
-    let mut info = FbVarScreeninfo::default();
-    // SAFETY: FBIOGET_VSCREENINFO writes one `struct fb_var_screeninfo`, which `info` is (same
-    // `#[repr(C)]` layout, size checked by a test), into memory we own for the call's duration.
-    let r = unsafe {
-        libc::ioctl(
-            file.as_raw_fd(),
-            FBIOGET_VSCREENINFO as libc::Ioctl,
-            &mut info as *mut FbVarScreeninfo,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(info)
+    read_screeninfo(file)
 }
 
 /// Reads the fixed screen information of the framebuffer `file`.
 pub fn fix_screeninfo(file: &File) -> io::Result<FbFixScreeninfo> {
-    let mut info = FbFixScreeninfo::default();
-    // SAFETY: FBIOGET_FSCREENINFO writes one `struct fb_fix_screeninfo`, which `info` is (same
-    // `#[repr(C)]` layout, size checked by a test), into memory we own for the call's duration.
+    read_screeninfo(file)
+}
+
+fn read_screeninfo<T: ScreenInfo>(file: &File) -> io::Result<T> {
+    let mut info = T::default();
+    // SAFETY: `T::REQUEST` writes one struct of the kernel's whose `#[repr(C)]` copy `T` is (the
+    // trait is private and implemented only for those pairs; sizes checked by tests), into memory
+    // we own for the call's duration.
     let r = unsafe {
         libc::ioctl(
             file.as_raw_fd(),
-            FBIOGET_FSCREENINFO as libc::Ioctl,
-            &mut info as *mut FbFixScreeninfo,
+            T::REQUEST as libc::Ioctl,
+            &mut info as *mut T,
         )
     };
     if r < 0 {

@@ -22,6 +22,7 @@ use embedded_graphics::primitives::Rectangle;
 use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::OutputPin;
 use embedded_hal::spi::SpiDevice;
+use kith_runtime::canvas::pixel_index;
 use mipidsi::models::{ILI9341Rgb565, ILI9486Rgb666, Model, ST7789};
 use mipidsi::options::{ColorInversion, ColorOrder, Orientation, Rotation};
 use mipidsi::{Builder, NoResetPin};
@@ -298,8 +299,8 @@ impl<SPI: SpiDevice, DC: OutputPin, P> DrawTarget for SpiPanel<SPI, DC, P> {
         I: IntoIterator<Item = Pixel<Self::Color>>,
     {
         for Pixel(p, c) in pixels {
-            if p.x >= 0 && p.y >= 0 && (p.x as usize) < self.width && (p.y as usize) < self.height {
-                self.back[p.y as usize * self.width + p.x as usize] = rgb565(c);
+            if let Some(i) = pixel_index(p, self.width, self.height) {
+                self.back[i] = rgb565(c);
             }
         }
         Ok(())
