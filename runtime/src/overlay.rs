@@ -69,16 +69,16 @@ where
     D: DrawTarget<Color = Rgb888> + OriginDimensions,
 {
     let size = target.size();
-    if frame.format != PixelFormat::Rgb || frame.width == 0 || frame.height == 0 || size.width == 0
-    {
+    let empty = frame.width == 0 || frame.height == 0 || size.width == 0 || size.height == 0;
+    if frame.format != PixelFormat::Rgb || empty {
         return Ok(());
     }
     let (tw, th) = (size.width as usize, size.height as usize);
-    let colours = (0..th).flat_map(|y| {
-        let sy = (y * frame.height / th).min(frame.height - 1);
-        (0..tw).map(move |x| {
-            let sx = (x * frame.width / tw).min(frame.width - 1);
-            let i = sy * frame.stride + sx * 3;
+    let columns = scaled_indices(frame.width, tw);
+    let colours = scaled_indices(frame.height, th).flat_map(|sy| {
+        let row = sy * frame.stride;
+        columns.clone().map(move |sx| {
+            let i = row + sx * 3;
             frame
                 .data
                 .get(i..i + 3)
@@ -86,6 +86,23 @@ where
         })
     });
     target.fill_contiguous(&Rectangle::new(Point::zero(), size), colours)
+}
+
+/// The source index `x * src / dst` of each of `dst` target positions (nearest-neighbour scaling),
+/// stepped without a division per pixel.
+fn scaled_indices(src: usize, dst: usize) -> impl Iterator<Item = usize> + Clone {
+    let (step, rem) = (src / dst, src % dst);
+    let (mut index, mut carry) = (0, 0);
+    (0..dst).map(move |_| {
+        let at = index;
+        index += step;
+        carry += rem;
+        if carry >= dst {
+            carry -= dst;
+            index += 1;
+        }
+        at
+    })
 }
 
 /// Draws `scene` (in the coordinates of its `width` x `height` frame) over the whole target.
@@ -276,6 +293,26 @@ mod tests {
 
     fn colour(c: Rgb888) -> [u8; 3] {
         [c.r(), c.g(), c.b()]
+    }
+
+    #[test]
+    fn scaled_indices_are_the_nearest_neighbours() {
+        for (src, dst) in [
+            (7, 16),
+            (16, 7),
+            (640, 1280),
+            (640, 800),
+            (480, 800),
+            (5, 5),
+            (1, 9),
+        ] {
+            let want: Vec<usize> = (0..dst).map(|x| x * src / dst).collect();
+            assert_eq!(
+                scaled_indices(src, dst).collect::<Vec<_>>(),
+                want,
+                "{src} -> {dst}"
+            );
+        }
     }
 
     #[test]

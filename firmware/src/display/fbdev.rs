@@ -22,6 +22,7 @@ use std::os::unix::fs::FileTypeExt;
 use embedded_graphics::pixelcolor::{Rgb888, RgbColor};
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::Rectangle;
+use kith_runtime::canvas::pixel_index;
 
 use super::fb_abi::{self, FbBitfield, FbVarScreeninfo, SharedMapping};
 use super::DisplayError;
@@ -349,10 +350,27 @@ impl DrawTarget for Framebuffer {
     {
         let bpp = self.layout.bytes;
         for Pixel(p, c) in pixels {
-            if p.x >= 0 && p.y >= 0 && (p.x as usize) < self.width && (p.y as usize) < self.height {
-                let i = (p.y as usize * self.width + p.x as usize) * bpp;
+            if let Some(i) = pixel_index(p, self.width, self.height) {
+                let i = i * bpp;
                 self.back[i..i + bpp].copy_from_slice(&self.layout.encode(c)[..bpp]);
             }
+        }
+        Ok(())
+    }
+
+    /// The whole screen (a camera frame) is encoded straight into the back buffer; other areas go
+    /// pixel by pixel.
+    fn fill_contiguous<I>(&mut self, area: &Rectangle, colors: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Self::Color>,
+    {
+        if *area != self.bounding_box() {
+            let pixels = area.points().zip(colors).map(|(p, c)| Pixel(p, c));
+            return self.draw_iter(pixels);
+        }
+        let layout = self.layout;
+        for (px, c) in self.back.chunks_exact_mut(layout.bytes).zip(colors) {
+            px.copy_from_slice(&layout.encode(c)[..layout.bytes]);
         }
         Ok(())
     }
