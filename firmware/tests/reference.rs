@@ -14,11 +14,17 @@ use serde_json::Value;
 
 /// Largest difference allowed in a box coordinate, in source pixels (kith writes 0.1 px).
 const BOX_TOLERANCE_PX: f64 = 0.5;
-/// Largest difference allowed in a detector score or a relation probability.
-const SCORE_TOLERANCE: f64 = 1e-3;
+/// Largest difference allowed in a detector score: the detector runs in f32 everywhere.
+const PERSON_SCORE_TOLERANCE: f64 = 1e-3;
+/// Largest difference allowed in a relation probability. The relation model is INT8, and tract's
+/// int8 kernels requantise with other rounding on ARM (`arm64simd_mmm_i32_8x8_dot`) than on x86_64
+/// (`avx512vnni_mmm_i32_8x8`): a value one quantisation step apart early in the graph moves the
+/// probabilities by up to 0.027 on qemu-aarch64 (15 of the 58 pairs are bit-identical). This is the
+/// bound `runtime/tests/int8.rs` holds INT8 to against FP32; the labels must still be the same.
+const RELATION_SCORE_TOLERANCE: f64 = 0.06;
 
 /// The first demo frames to compare: all 16, or `KITH_REFERENCE_FRAMES` of them (CI under qemu-user,
-/// where each frame costs about a minute of emulated float arithmetic).
+/// where each frame costs about 20 s of emulated float arithmetic).
 fn frames_to_compare() -> Option<usize> {
     let value = std::env::var("KITH_REFERENCE_FRAMES").ok()?;
     Some(
@@ -164,7 +170,8 @@ fn the_demo_gives_the_x86_64_persons_and_labels() {
         max.box_px
     );
     assert!(
-        max.person_score <= SCORE_TOLERANCE && max.relation_score <= SCORE_TOLERANCE,
+        max.person_score <= PERSON_SCORE_TOLERANCE
+            && max.relation_score <= RELATION_SCORE_TOLERANCE,
         "scores differ by up to {:?}",
         max
     );
