@@ -92,8 +92,6 @@ impl PipeSource {
         })
     }
 
-    /// The input went away: a named pipe is closed now and reopened later; standard input cannot
-    /// come back.
     /// The frame layout the config sets: a pipe has no driver to negotiate with.
     fn layout(&self) -> Negotiated {
         let s = &self.settings;
@@ -109,6 +107,8 @@ impl PipeSource {
         }
     }
 
+    /// The input went away: a named pipe is closed now and reopened later; standard input cannot
+    /// come back.
     fn gone(&mut self, detail: String) -> SourceError {
         self.input = None;
         self.start = 0;
