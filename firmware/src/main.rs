@@ -278,7 +278,7 @@ fn print_banner(config: &BoardConfig, pipeline: &Pipeline) {
         pipeline.relation().path().display(),
         pipeline.relation().weights()
     );
-    let cpu = kith_runtime::audit::kernels();
+    let cpu = kith_runtime::model::tract_isa();
     let mut kernels = pipeline.detector().model().matmul_kernels();
     kernels.extend(pipeline.relation().matmul_kernels().iter().cloned());
     kernels.sort();

@@ -1,19 +1,30 @@
-//! The error type of kith-runtime. Every message is one line and names the file or field at fault.
+//! The error type of kith-runtime. Every message is one line and names the file or field at fault;
+//! what caused it (an I/O or tract error) is kept as its source, for the binary to render.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use tract_onnx::prelude::TractError;
 
 /// Errors of the pipeline library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A model file could not be read, parsed or optimised by tract.
-    #[error("{}: cannot load model: {detail}", path.display())]
-    ModelLoad { path: PathBuf, detail: String },
+    #[error("{}: cannot load model", path.display())]
+    ModelLoad {
+        path: PathBuf,
+        #[source]
+        source: LoadError,
+    },
     /// A model file loaded but does not have the inputs, outputs or metadata kith needs.
     #[error("{}: {detail}", path.display())]
     ModelContract { path: PathBuf, detail: String },
-    /// tract failed while running a model.
-    #[error("{model}: inference failed: {detail}")]
-    ModelRun { model: String, detail: String },
+    /// A model failed to run.
+    #[error("{model}: inference failed")]
+    ModelRun {
+        model: String,
+        #[source]
+        source: RunError,
+    },
     /// A frame's size, format or buffer length is inconsistent.
     #[error("bad frame: {0}")]
     Frame(String),
@@ -22,9 +33,44 @@ pub enum Error {
     Setting { field: &'static str, detail: String },
 }
 
+/// Why a model file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("not a file")]
+    NotAFile,
+    #[error(transparent)]
+    Tract(#[from] TractError),
+}
+
+/// Why a model run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Tract(#[from] TractError),
+    #[error("input #{0} is not contiguous")]
+    NotContiguous(usize),
+    #[error("the relation thread panicked")]
+    WorkerPanicked,
+    #[error("the relation thread stopped")]
+    WorkerStopped,
+}
+
 impl Error {
-    /// Formats a tract error (an `anyhow` chain) on one line.
-    pub(crate) fn one_line(err: &tract_onnx::prelude::TractError) -> String {
-        format!("{err:#}").replace('\n', " ")
+    /// A model file at `path` could not be loaded.
+    pub(crate) fn load(path: &Path, cause: impl Into<LoadError>) -> Self {
+        Error::ModelLoad {
+            path: path.to_owned(),
+            source: cause.into(),
+        }
+    }
+
+    /// The model called `model` (its path, or its role) failed to run.
+    pub(crate) fn run(model: impl std::fmt::Display, cause: impl Into<RunError>) -> Self {
+        Error::ModelRun {
+            model: model.to_string(),
+            source: cause.into(),
+        }
     }
 }

@@ -7,26 +7,24 @@
 //! allocates nothing outside tract's own model calls (see [`alloc_count`]).
 
 pub mod alloc_count;
-pub mod audit;
 pub mod canvas;
 pub mod detect;
-pub mod error;
+mod error;
 pub mod image;
-pub mod int8;
+mod int8;
 pub mod labels;
 pub mod limits;
 pub mod model;
-pub mod model_info;
 pub mod overlay;
-pub mod pipeline;
+mod pipeline;
 pub mod profile;
 pub mod relate;
-pub mod scene;
+mod scene;
 
 pub use detect::{DetectorSettings, PersonDetector};
-pub use error::Error;
+pub use error::{Error, LoadError, RunError};
 pub use image::{Frame, PixelFormat};
-pub use pipeline::{Pipeline, PipelineSettings};
+pub use pipeline::{Pipeline, PipelineSettings, RelationInfo};
 pub use relate::RelationModel;
 pub use scene::{Person, Relation, Scene};
 

@@ -3,12 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
 use tract_onnx::tract_core::plan::SimpleState;
 
 use crate::alloc_count::ModelScope;
+use crate::error::{LoadError, RunError};
 use crate::{Error, Result};
 
 type Plan = Arc<TypedRunnableModel>;
@@ -54,8 +56,32 @@ pub fn avoid_crashing_kernels() {
     }
 }
 
+/// The instruction set tract-linalg detected on this CPU (after `TRACT_CPU_ISA`), as the start-up
+/// banner and the tools name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TractIsa {
+    /// The architecture, e.g. `aarch64` (`none` when tract knows none).
+    pub arch: String,
+    /// The detected features.
+    pub isa: String,
+    /// tract's one-word name of that level.
+    pub level: String,
+}
+
+/// The instruction set tract-linalg uses on this machine.
+pub fn tract_isa() -> TractIsa {
+    let isa = tract_linalg::isa::native();
+    TractIsa {
+        arch: isa
+            .arch()
+            .map_or_else(|| "none".to_owned(), |a| a.to_string()),
+        isa: format!("{isa:?}"),
+        level: isa.nickname().to_owned(),
+    }
+}
+
 /// The last component of `path`, for messages and reports.
-pub fn file_name_of(path: &Path) -> String {
+pub(crate) fn file_name_of(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
@@ -64,17 +90,12 @@ pub fn file_name_of(path: &Path) -> String {
 /// Loads, types and optimises an ONNX file as kith runs it, then applies kith's INT8 passes
 /// ([`crate::int8`]). Errors name the file.
 pub fn load_optimized(path: &Path) -> Result<(TypedModel, BTreeMap<String, String>)> {
-    let load_err = |detail: String| Error::ModelLoad {
-        path: path.to_owned(),
-        detail,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| load_err(e.to_string()))?;
+    let load_err = |cause: TractError| Error::load(path, cause);
+    let meta = std::fs::metadata(path).map_err(|e| Error::load(path, e))?;
     if !meta.is_file() {
-        return Err(load_err("not a file".into()));
+        return Err(Error::load(path, LoadError::NotAFile));
     }
-    let model = tract_onnx::onnx()
-        .model_for_path(path)
-        .map_err(|e| load_err(Error::one_line(&e)))?;
+    let model = tract_onnx::onnx().model_for_path(path).map_err(load_err)?;
     let metadata = model
         .properties
         .iter()
@@ -89,12 +110,10 @@ pub fn load_optimized(path: &Path) -> Result<(TypedModel, BTreeMap<String, Strin
             Some((key.to_owned(), value))
         })
         .collect();
-    let mut typed = model
-        .into_optimized()
-        .map_err(|e| load_err(Error::one_line(&e)))?;
+    let mut typed = model.into_optimized().map_err(load_err)?;
     crate::int8::speed_up_quantisation(&mut typed)
         .and_then(|_| crate::int8::tabulate_dequantised_chains(&mut typed))
-        .map_err(|e| load_err(Error::one_line(&e)))?;
+        .map_err(load_err)?;
     Ok((typed, metadata))
 }
 
@@ -109,7 +128,7 @@ fn fixed_shape(path: &Path, model: &TypedModel, outlet: OutletId) -> Result<Tens
         .to_owned();
     let fact = model
         .outlet_fact(outlet)
-        .map_err(|e| contract(Error::one_line(&e)))?;
+        .map_err(|e| Error::load(path, e))?;
     if fact.datum_type != f32::datum_type() {
         return Err(contract(format!(
             "`{name}` is {:?}, kith feeds and reads f32",
@@ -128,19 +147,16 @@ impl ModelFile {
     /// Loads `path` and prepares it to run with `threads` threads for its matrix products.
     pub fn load(path: &Path, threads: usize) -> Result<Self> {
         let (typed, metadata) = load_optimized(path)?;
-        let load_err = |detail: String| Error::ModelLoad {
-            path: path.to_owned(),
-            detail,
-        };
+        let load_err = |cause: TractError| Error::load(path, cause);
         let inputs = typed
             .input_outlets()
-            .map_err(|e| load_err(Error::one_line(&e)))?
+            .map_err(load_err)?
             .iter()
             .map(|&o| fixed_shape(path, &typed, o))
             .collect::<Result<Vec<_>>>()?;
         let outputs = typed
             .output_outlets()
-            .map_err(|e| load_err(Error::one_line(&e)))?
+            .map_err(load_err)?
             .iter()
             .map(|&o| fixed_shape(path, &typed, o))
             .collect::<Result<Vec<_>>>()?;
@@ -150,13 +166,13 @@ impl ModelFile {
         }
         let plan: Plan = typed
             .into_runnable_with_options(&options)
-            .map_err(|e| load_err(Error::one_line(&e)))?;
-        let state = plan.spawn().map_err(|e| load_err(Error::one_line(&e)))?;
+            .map_err(load_err)?;
+        let state = plan.spawn().map_err(load_err)?;
         let input_tensors = inputs
             .iter()
             .map(|spec| Tensor::zero::<f32>(&spec.shape).map(Arc::new))
             .collect::<TractResult<Vec<_>>>()
-            .map_err(|e| load_err(Error::one_line(&e)))?;
+            .map_err(load_err)?;
         Ok(ModelFile {
             path: path.to_owned(),
             state,
@@ -221,25 +237,33 @@ impl ModelFile {
 
     /// Index of the input called `name`, checking its shape when `shape` is given.
     pub fn input_index(&self, name: &str, shape: Option<&[usize]>) -> Result<usize> {
-        Self::find(&self.inputs, name, shape).map_err(|d| self.contract_error(format!("input {d}")))
+        self.find("input", &self.inputs, name, shape)
     }
 
     /// Index of the output called `name`, checking its shape when `shape` is given.
     pub fn output_index(&self, name: &str, shape: Option<&[usize]>) -> Result<usize> {
-        Self::find(&self.outputs, name, shape)
-            .map_err(|d| self.contract_error(format!("output {d}")))
+        self.find("output", &self.outputs, name, shape)
     }
 
-    fn find(specs: &[TensorSpec], name: &str, shape: Option<&[usize]>) -> Result<usize, String> {
+    /// Index of `name` among `specs` (the model's inputs or outputs, as `kind` says).
+    fn find(
+        &self,
+        kind: &str,
+        specs: &[TensorSpec],
+        name: &str,
+        shape: Option<&[usize]>,
+    ) -> Result<usize> {
         let ix = specs.iter().position(|s| s.name == name).ok_or_else(|| {
             let names: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();
-            format!("`{name}` is missing (the model has {names:?})")
+            self.contract_error(format!(
+                "{kind} `{name}` is missing (the model has {names:?})"
+            ))
         })?;
         match shape {
-            Some(shape) if specs[ix].shape != shape => Err(format!(
-                "`{name}` has shape {:?}, kith needs {shape:?}",
+            Some(shape) if specs[ix].shape != shape => Err(self.contract_error(format!(
+                "{kind} `{name}` has shape {:?}, kith needs {shape:?}",
                 specs[ix].shape
-            )),
+            ))),
             _ => Ok(ix),
         }
     }
@@ -250,14 +274,9 @@ impl ModelFile {
         let tensor = Arc::make_mut(&mut self.input_tensors[ix]);
         let view = tensor
             .to_plain_array_view_mut::<f32>()
-            .map_err(|e| Error::ModelRun {
-                model: model.display().to_string(),
-                detail: Error::one_line(&e),
-            })?;
-        view.into_slice().ok_or_else(|| Error::ModelRun {
-            model: model.display().to_string(),
-            detail: format!("input #{ix} is not contiguous"),
-        })
+            .map_err(|e| Error::run(model.display(), e))?;
+        view.into_slice()
+            .ok_or_else(|| Error::run(model.display(), RunError::NotContiguous(ix)))
     }
 
     /// Runs the model on its inputs. The returned values are tract's; every allocation made here is
@@ -269,59 +288,38 @@ impl ModelFile {
             .iter()
             .map(|t| TValue::from_const(t.clone()))
             .collect();
-        self.state.run(inputs).map_err(|e| Error::ModelRun {
-            model: self.path.display().to_string(),
-            detail: Error::one_line(&e),
-        })
+        self.state
+            .run(inputs)
+            .map_err(|e| Error::run(self.path.display(), e))
     }
 }
 
-/// Time spent in one node of the optimised graph over a profiled run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeTime {
-    pub name: String,
-    /// The tract operator, e.g. `OptMatMul`, `Conv`, `Softmax`.
-    pub op: String,
-    pub time: std::time::Duration,
-}
-
 impl ModelFile {
-    /// Runs the model `runs` times on its current inputs, timing every node of the optimised graph;
-    /// returns the nodes that ran, with their total time, in plan order.
-    pub fn profile_nodes(&mut self, runs: usize) -> Result<Vec<NodeTime>> {
-        let nodes = self.state.model().nodes().len();
-        let mut times = vec![std::time::Duration::ZERO; nodes];
-        let mut ran = vec![false; nodes];
-        for _ in 0..runs {
-            let inputs: TVec<TValue> = self
-                .input_tensors
-                .iter()
-                .map(|t| TValue::from_const(t.clone()))
-                .collect();
-            self.state
-                .run_plan_with_eval(inputs, |ctx, op_state, node, values| {
-                    let start = std::time::Instant::now();
-                    let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, values);
-                    times[node.id] += start.elapsed();
-                    ran[node.id] = true;
-                    out
-                })
-                .map_err(|e| Error::ModelRun {
-                    model: self.path.display().to_string(),
-                    detail: Error::one_line(&e),
-                })?;
-        }
-        let model = self.state.model();
-        Ok(model
-            .nodes()
+    /// The optimised graph the model runs (for the tools that inspect it).
+    pub fn graph(&self) -> &TypedModel {
+        self.state.model()
+    }
+
+    /// Runs the model once on its current inputs and tells `on_node` how long each node of
+    /// [`ModelFile::graph`] took, in plan order (for per-node profiling).
+    pub fn run_timing_nodes(
+        &mut self,
+        mut on_node: impl FnMut(&TypedNode, Duration),
+    ) -> Result<()> {
+        let inputs: TVec<TValue> = self
+            .input_tensors
             .iter()
-            .filter(|n| ran[n.id])
-            .map(|n| NodeTime {
-                name: n.name.clone(),
-                op: n.op().name().into_owned(),
-                time: times[n.id],
+            .map(|t| TValue::from_const(t.clone()))
+            .collect();
+        self.state
+            .run_plan_with_eval(inputs, |ctx, op_state, node, values| {
+                let start = Instant::now();
+                let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, values);
+                on_node(node, start.elapsed());
+                out
             })
-            .collect())
+            .map(drop)
+            .map_err(|e| Error::run(self.path.display(), e))
     }
 }
 
@@ -332,5 +330,5 @@ pub fn output_f32<'a>(model: &ModelFile, outputs: &'a [TValue], ix: usize) -> Re
         .ok_or_else(|| model.contract_error(format!("run returned no output #{ix}")))?
         .try_as_plain_ram()
         .and_then(|view| view.as_slice::<f32>())
-        .map_err(|e| model.contract_error(Error::one_line(&e)))
+        .map_err(|e| Error::run(model.path.display(), e))
 }

@@ -12,6 +12,7 @@ use embedded_graphics::prelude::*;
 
 use crate::alloc_count::AllocCounts;
 use crate::detect::{DetectorSettings, PersonDetector};
+use crate::error::RunError;
 use crate::image::{Frame, RgbImage};
 use crate::model::ModelFile;
 use crate::overlay;
@@ -218,10 +219,10 @@ impl Pipeline {
                 unreachable!("matched just above");
             };
             drop(worker.jobs);
-            let relation = worker.thread.join().map_err(|_| Error::ModelRun {
-                model: self.info.path.display().to_string(),
-                detail: "the relation thread panicked".into(),
-            })?;
+            let relation = worker
+                .thread
+                .join()
+                .map_err(|_| Error::run(self.info.path.display(), RunError::WorkerPanicked))?;
             self.relate = Relate::Here(Box::new(relation));
         }
         match &mut self.relate {
@@ -364,16 +365,13 @@ impl Pipeline {
 }
 
 fn worker_gone(info: &RelationInfo) -> Error {
-    Error::ModelRun {
-        model: info.path.display().to_string(),
-        detail: "the relation thread stopped".into(),
-    }
+    Error::run(info.path.display(), RunError::WorkerStopped)
 }
 
 fn receive(worker: &mut Worker) -> Result<(FrameJob, Result<()>)> {
     worker.in_flight = false;
-    worker.done.recv().map_err(|_| Error::ModelRun {
-        model: "relation model".into(),
-        detail: "the relation thread stopped".into(),
-    })
+    worker
+        .done
+        .recv()
+        .map_err(|_| Error::run("relation model", RunError::WorkerStopped))
 }

@@ -188,7 +188,7 @@ impl Histogram {
 /// Latency distributions of every stage over a run, and what the models allocated per frame.
 #[derive(Debug, Clone, Default)]
 pub struct Profile {
-    stages: [Histogram; 6],
+    stages: [Histogram; Stage::ALL.len()],
     model_allocs: Histogram,
     model_alloc_bytes: u64,
     own_allocs: u64,

@@ -23,9 +23,8 @@ use kith_runtime::alloc_count::CountingAllocator;
 use kith_runtime::model::ModelFile;
 use kith_runtime::profile::Stage;
 
-use report::{
-    Allocations, Build, Machine, ModelReport, OperatorProfile, Report, RunInfo, StageStats,
-};
+use kith_inspect::ops::{profile_nodes, OperatorProfile};
+use report::{Allocations, Build, Machine, ModelReport, Report, RunInfo, StageStats};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -140,7 +139,7 @@ fn model_report(role: &str, model: &ModelFile) -> Result<ModelReport> {
     let precision = match model.metadata("kith.precision") {
         Some(p) => p.to_owned(),
         None => {
-            let info = kith_runtime::model_info::inspect(model.path())?;
+            let info = kith_inspect::info::inspect(model.path())?;
             let quantised = info
                 .onnx_ops
                 .keys()
@@ -151,7 +150,7 @@ fn model_report(role: &str, model: &ModelFile) -> Result<ModelReport> {
     Ok(ModelReport {
         role: role.into(),
         file: model.path().display().to_string(),
-        sha256: kith_runtime::model_info::file_sha256(model.path())?,
+        sha256: kith_inspect::info::file_sha256(model.path())?,
         precision,
         weights: model.metadata("kith.weights").map(str::to_owned),
     })
@@ -249,11 +248,11 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
     let mut operators = BTreeMap::new();
     operators.insert(
         "detector".to_owned(),
-        OperatorProfile::from_nodes(&detector.profile_nodes(args.op_runs)?, args.op_runs, 10),
+        OperatorProfile::from_nodes(&profile_nodes(detector, args.op_runs)?, args.op_runs, 10),
     );
     operators.insert(
         "relation".to_owned(),
-        OperatorProfile::from_nodes(&relation.profile_nodes(args.op_runs)?, args.op_runs, 10),
+        OperatorProfile::from_nodes(&profile_nodes(relation, args.op_runs)?, args.op_runs, 10),
     );
     let models = vec![
         model_report("detector", detector)?,
@@ -261,10 +260,10 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
     ];
     let mut kernels_chosen = BTreeSet::new();
     for m in &models {
-        let audit = kith_runtime::audit::audit(Path::new(&m.file))?;
+        let audit = kith_inspect::audit::audit(Path::new(&m.file))?;
         kernels_chosen.extend(audit.nodes.into_iter().filter_map(|n| n.kernel));
     }
-    let cpu = kith_runtime::audit::kernels();
+    let cpu = kith_inspect::audit::kernels();
     let report = Report {
         machine: Machine {
             cpu: machine::cpu_model(),

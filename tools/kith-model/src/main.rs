@@ -4,13 +4,16 @@
 //! as the runtime runs it.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use kith_runtime::audit::{audit, fill_fixed_inputs, kernels, Audit, KernelReport};
-use kith_runtime::model::ModelFile;
-use kith_runtime::model_info::{inspect, ModelInfo};
+use kith_inspect::audit::{audit, fill_fixed_inputs, kernels, Audit, KernelReport};
+use kith_inspect::info::{file_sha256, inspect, ModelInfo};
+use kith_inspect::ops::{profile_nodes, OperatorProfile};
+use kith_runtime::model::{ModelFile, TensorSpec};
+use kith_runtime::profile::{micros_since, Histogram};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -187,13 +190,6 @@ fn print_kernels(k: &KernelReport) {
     }
 }
 
-/// The `p`th percentile of sorted values, interpolated linearly as numpy's default does.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let pos = p / 100.0 * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
-
 /// Median and p90 of one file's timed runs, in milliseconds.
 struct Timing {
     median: f64,
@@ -223,22 +219,20 @@ fn bench(
         }
         models.push(model);
     }
-    let mut ms = vec![Vec::with_capacity(runs); files.len()];
+    let mut us = vec![Histogram::default(); files.len()];
     for _ in 0..runs {
-        for (model, times) in models.iter_mut().zip(&mut ms) {
+        for (model, times) in models.iter_mut().zip(&mut us) {
             let t0 = Instant::now();
             model.run()?;
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
+            times.record(micros_since(t0));
         }
     }
-    Ok(ms
-        .into_iter()
-        .map(|mut times| {
-            times.sort_by(f64::total_cmp);
-            Timing {
-                median: percentile(&times, 50.0),
-                p90: percentile(&times, 90.0),
-            }
+    let ms = |us: u64| us as f64 / 1e3;
+    Ok(us
+        .iter()
+        .map(|times| Timing {
+            median: ms(times.quantile(0.5)),
+            p90: ms(times.quantile(0.9)),
         })
         .collect())
 }
@@ -257,11 +251,11 @@ fn profile(
     );
     let mut model = ModelFile::load(file, threads)?;
     fill_fixed_inputs(&mut model, reference)?;
-    model.profile_nodes(2)?;
-    let nodes = model.profile_nodes(runs)?;
+    profile_nodes(&mut model, 2)?;
+    let nodes = profile_nodes(&mut model, runs)?;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3 / runs as f64;
-    let total: f64 = nodes.iter().map(|n| ms(n.time)).sum();
     if json {
+        let total: f64 = nodes.iter().map(|n| ms(n.time)).sum();
         let nodes: Vec<_> = nodes
             .iter()
             .map(|n| json!({"name": n.name, "op": n.op, "ms": round3(ms(n.time))}))
@@ -271,30 +265,28 @@ fn profile(
         println!("{value}");
         return Ok(());
     }
-    let mut by_op: std::collections::BTreeMap<&str, (usize, f64)> = Default::default();
-    for n in &nodes {
-        let e = by_op.entry(&n.op).or_default();
-        e.0 += 1;
-        e.1 += ms(n.time);
-    }
-    let mut by_op: Vec<_> = by_op.into_iter().collect();
-    by_op.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+    let p = OperatorProfile::from_nodes(&nodes, runs, top);
     println!(
-        "{}: {total:.2} ms per run in the nodes ({runs} runs, {threads} thread(s))",
-        file.display()
+        "{}: {:.2} ms per run in the nodes ({runs} runs, {threads} thread(s))",
+        file.display(),
+        p.run_ms
     );
     println!(
         "{:<28} {:>6} {:>10} {:>7}",
         "op", "nodes", "ms/run", "share"
     );
-    for (op, (count, t)) in &by_op {
-        println!("{op:<28} {count:>6} {t:>10.3} {:>6.1}%", 100.0 * t / total);
+    for op in &p.by_op {
+        println!(
+            "{:<28} {:>6} {:>10.3} {:>6.1}%",
+            op.op,
+            op.nodes,
+            op.ms,
+            100.0 * op.share
+        );
     }
-    let mut slow: Vec<_> = nodes.iter().collect();
-    slow.sort_by_key(|n| std::cmp::Reverse(n.time));
     println!("{:<60} {:<24} {:>10}", "node", "op", "ms/run");
-    for n in slow.iter().take(top) {
-        println!("{:<60} {:<24} {:>10.3}", n.name, n.op, ms(n.time));
+    for n in &p.top_nodes {
+        println!("{:<60} {:<24} {:>10.3}", n.name, n.op, n.ms);
     }
     Ok(())
 }
@@ -303,16 +295,26 @@ fn round3(v: f64) -> f64 {
     (v * 1e3).round() / 1e3
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     kith_runtime::model::avoid_crashing_kernels();
-    let cli = Cli::parse();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, the cause chain included, as `Error: ...` (what returning the error from
+            // main printed when the library flattened the chain itself).
+            eprintln!("Error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { file, json } => {
             let info = inspect(&file)?;
-            let sha256 = kith_runtime::model_info::file_sha256(&file)?;
+            let sha256 = file_sha256(&file)?;
             if json {
-                let spec =
-                    |t: &kith_runtime::model::TensorSpec| json!({"name": t.name, "shape": t.shape});
+                let spec = |t: &TensorSpec| json!({"name": t.name, "shape": t.shape});
                 let value = json!({
                     "file": info.path,
                     "bytes": info.bytes,

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::Cost;
 
-use crate::model::TensorSpec;
+use kith_runtime::model::TensorSpec;
+
 use crate::{Error, Result};
 
 /// Facts about one ONNX model file.
@@ -55,10 +56,7 @@ fn shape_of(model: &TypedModel, outlet: OutletId) -> TractResult<TensorSpec> {
 pub fn file_sha256(path: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
-    let err = |e: std::io::Error| Error::ModelLoad {
-        path: path.to_owned(),
-        detail: e.to_string(),
-    };
+    let err = |e: std::io::Error| Error::load(path, e);
     let mut file = std::fs::File::open(path).map_err(err)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -84,19 +82,13 @@ fn is_matmul_or_conv(op: &str) -> bool {
 
 /// Reads `path` and counts its parameters and MACs.
 pub fn inspect(path: &Path) -> Result<ModelInfo> {
-    let err = |e: TractError| Error::ModelLoad {
-        path: path.to_owned(),
-        detail: Error::one_line(&e),
-    };
+    let err = |e: TractError| Error::load(path, e);
     let bytes = std::fs::metadata(path)
-        .map_err(|e| Error::ModelLoad {
-            path: path.to_owned(),
-            detail: e.to_string(),
-        })?
+        .map_err(|e| Error::load(path, e))?
         .len();
     let onnx = tract_onnx::onnx();
     let proto = onnx.proto_model_for_path(path).map_err(err)?;
-    let graph = proto.graph.as_ref().ok_or_else(|| Error::ModelContract {
+    let graph = proto.graph.as_ref().ok_or_else(|| Error::Contract {
         path: path.to_owned(),
         detail: "the file holds no graph".into(),
     })?;

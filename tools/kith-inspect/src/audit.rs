@@ -18,7 +18,9 @@ use tract_onnx::tract_core::ops::quant::{
 };
 use tract_onnx::tract_core::ops::Cost;
 
-use crate::model::{load_optimized, ModelFile};
+use kith_runtime::limits::MAX_PERSONS;
+use kith_runtime::model::{load_optimized, tract_isa, ModelFile};
+
 use crate::{Error, Result};
 
 /// One node of the optimised graph.
@@ -77,10 +79,7 @@ impl Audit {
 /// Audits `path`: its optimised graph as [`load_optimized`] makes it, and the typed graph before
 /// declutter for lookup-table chains.
 pub fn audit(path: &Path) -> Result<Audit> {
-    let err = |e: TractError| Error::ModelLoad {
-        path: path.to_owned(),
-        detail: Error::one_line(&e),
-    };
+    let err = |e: TractError| Error::load(path, e);
     let (optimized, _) = load_optimized(path)?;
     let typed = tract_onnx::onnx()
         .model_for_path(path)
@@ -376,6 +375,7 @@ pub struct KernelReport {
 /// The ISA and kernels tract-linalg uses on this machine.
 pub fn kernels() -> KernelReport {
     let isa: IsaSet = tract_linalg::isa::native();
+    let named = tract_isa();
     let dispatch = MmmDispatch::native();
     let matmul_kernels = dispatch
         .runnable()
@@ -405,11 +405,9 @@ pub fn kernels() -> KernelReport {
         })
         .collect();
     KernelReport {
-        arch: isa
-            .arch()
-            .map_or_else(|| "none".to_owned(), |a| a.to_string()),
-        isa: format!("{isa:?}"),
-        level: isa.nickname().to_owned(),
+        arch: named.arch,
+        isa: named.isa,
+        level: named.level,
         matmul_kernels,
         tiers: dispatch.tiers().iter().map(|t| t.name.to_owned()).collect(),
         routines,
@@ -417,9 +415,15 @@ pub fn kernels() -> KernelReport {
 }
 
 /// The reference image formula: `((c*61 + y*7 + x*13) % 256) / 255`.
-pub fn reference_pixel(c: usize, y: usize, x: usize) -> f32 {
+fn reference_pixel(c: usize, y: usize, x: usize) -> f32 {
     ((c * 61 + y * 7 + x * 13) % 256) as f32 / 255.0
 }
+
+/// Coordinates of one person box in GRITv2-S's `boxes` input (x0, y0, x1, y1).
+const BOX_COORDS: usize = 4;
+
+/// The image side of the GRITv2-S files the reference input was recorded for.
+const REFERENCE_SIZE: usize = 224;
 
 fn is_gritv2(model: &ModelFile) -> bool {
     let mut specs: Vec<_> = model
@@ -430,9 +434,9 @@ fn is_gritv2(model: &ModelFile) -> bool {
     specs.sort();
     specs
         == [
-            ("boxes", &[1, 8, 4][..]),
-            ("image", &[1, 3, 224, 224][..]),
-            ("mask", &[1, 8][..]),
+            ("boxes", &[1, MAX_PERSONS, BOX_COORDS][..]),
+            ("image", &[1, 3, REFERENCE_SIZE, REFERENCE_SIZE][..]),
+            ("mask", &[1, MAX_PERSONS][..]),
         ]
 }
 
@@ -445,19 +449,25 @@ fn flatten(v: &serde_json::Value, out: &mut Vec<f32>) -> bool {
 }
 
 /// Fills `model`'s inputs with the fixed inputs of `tools/python/baseline/ort_bench.py`: for
-/// GRITv2-S (image [1,3,224,224], boxes [1,8,4], mask [1,8]) the reference image formula with the
+/// GRITv2-S (image [1,3,224,224], boxes [1,MAX_PERSONS,4], mask [1,MAX_PERSONS]) the reference image formula with the
 /// boxes and mask of `reference` (models/gritv2-s.reference.json); for any other model each 4-D
 /// input [N,C,H,W] gets the same formula per channel, any other rank `((i*13) % 256) / 255` over
 /// the flat tensor. `reference` is only read for GRITv2-S.
 pub fn fill_fixed_inputs(model: &mut ModelFile, reference: &Path) -> Result<()> {
     let stored = if is_gritv2(model) {
-        let bad = |detail: String| Error::ModelContract {
+        let bad = |detail: String| Error::Contract {
             path: reference.to_owned(),
             detail,
         };
-        let text = std::fs::read_to_string(reference).map_err(|e| bad(e.to_string()))?;
+        let text = std::fs::read_to_string(reference).map_err(|source| Error::Read {
+            path: reference.to_owned(),
+            source,
+        })?;
         let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+            serde_json::from_str(&text).map_err(|source| Error::Json {
+                path: reference.to_owned(),
+                source,
+            })?;
         let mut fields = vec![];
         for key in ["boxes", "mask"] {
             let mut values = vec![];
@@ -475,7 +485,7 @@ pub fn fill_fixed_inputs(model: &mut ModelFile, reference: &Path) -> Result<()> 
         let data = model.input_mut(ix)?;
         if let Some((_, values)) = stored.iter().find(|(k, _)| *k == spec.name) {
             if values.len() != data.len() {
-                return Err(Error::ModelContract {
+                return Err(Error::Contract {
                     path: reference.to_owned(),
                     detail: format!(
                         "`{}` has {} values, the model's input has {}",
