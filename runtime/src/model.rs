@@ -222,13 +222,8 @@ impl ModelFile {
         kernels.into_iter().collect()
     }
 
-    /// All `metadata_props` of the ONNX file.
-    pub fn all_metadata(&self) -> &BTreeMap<String, String> {
-        &self.metadata
-    }
-
     /// An error about this model's contract.
-    pub fn contract_error(&self, detail: impl Into<String>) -> Error {
+    pub(crate) fn contract_error(&self, detail: impl Into<String>) -> Error {
         Error::ModelContract {
             path: self.path.clone(),
             detail: detail.into(),

@@ -72,18 +72,6 @@ impl StageTimes {
             Stage::Total => self.total,
         }
     }
-
-    /// Sets the time of `stage`.
-    pub fn set(&mut self, stage: Stage, us: u64) {
-        match stage {
-            Stage::Decode => self.decode = us,
-            Stage::Preprocess => self.preprocess = us,
-            Stage::Detect => self.detect = us,
-            Stage::Relate => self.relate = us,
-            Stage::Render => self.render = us,
-            Stage::Total => self.total = us,
-        }
-    }
 }
 
 /// Microseconds elapsed since `start`.
@@ -197,7 +185,7 @@ pub struct Profile {
 
 impl Profile {
     /// Adds one frame's timings and allocation counts.
-    pub fn record(&mut self, times: &StageTimes, allocs: &AllocCounts) {
+    pub(crate) fn record(&mut self, times: &StageTimes, allocs: &AllocCounts) {
         for (h, stage) in self.stages.iter_mut().zip(Stage::ALL) {
             h.record(times.get(stage));
         }
