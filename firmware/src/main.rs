@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use kith::camera::spec::CameraSpec;
 use kith::camera::Negotiated;
-use kith::config::{BoardConfig, CameraSpec, Devices};
+use kith::config::{BoardConfig, Devices};
 use kith::service::{Notifier, StopFlag};
 use kith::session::{Drawing, Session, SessionError, SessionOptions, Step};
 use kith_runtime::alloc_count::{self, CountingAllocator};
@@ -230,18 +231,19 @@ fn run(args: &RunArgs) -> Result<()> {
 /// The camera line of the banner: what the board asked for and what the camera delivers, with a
 /// warning when the driver chose another size or format.
 fn print_camera(config: &BoardConfig, negotiated: Option<Negotiated>) {
-    let (name, kind, asked) = match config.camera() {
-        Ok(CameraSpec::V4l2(v)) => (
+    let (name, kind, asked) = match &config.camera {
+        #[cfg(feature = "v4l2")]
+        CameraSpec::V4l2(v) => (
             v.device.display().to_string(),
             "v4l2",
             (v.width, v.height, v.format),
         ),
-        Ok(CameraSpec::Pipe(p)) => (
+        CameraSpec::Pipe(p) => (
             p.path.display().to_string(),
             "pipe",
             (p.width, p.height, p.format),
         ),
-        _ => return,
+        CameraSpec::Replay { .. } => return,
     };
     let Some(got) = negotiated else {
         return;

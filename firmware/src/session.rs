@@ -10,11 +10,13 @@ use kith_runtime::{Pipeline, Scene};
 
 use crate::camera::pipe::PipeSource;
 use crate::camera::replay::ReplaySource;
+use crate::camera::spec::CameraSpec;
 #[cfg(feature = "v4l2")]
 use crate::camera::v4l2::V4l2Source;
 use crate::camera::{FrameSource, Lost, Negotiated, SourceError};
-use crate::config::{BoardConfig, CameraSpec, ConfigError, DisplayConfig};
+use crate::config::{BoardConfig, ConfigError};
 use crate::display::png::PngSnapshots;
+use crate::display::spec::DisplaySpec;
 use crate::display::{Display, DisplayError};
 use crate::output::JsonLines;
 use crate::service::StopFlag;
@@ -106,26 +108,14 @@ fn open_source(
     if let Some(path) = &options.source {
         return Ok(Box::new(ReplaySource::open(path, options.repeat)?));
     }
-    let spec = config.camera().map_err(|detail| ConfigError {
-        file: config.file.clone(),
-        detail,
-    })?;
     let stop = options.stop.clone();
-    Ok(match spec {
+    Ok(match &config.camera {
         CameraSpec::Replay { path, repeat } => {
-            Box::new(ReplaySource::open(&path, repeat || options.repeat)?)
+            Box::new(ReplaySource::open(path, *repeat || options.repeat)?)
         }
-        CameraSpec::Pipe(settings) => Box::new(PipeSource::open(&settings, stop)?),
+        CameraSpec::Pipe(settings) => Box::new(PipeSource::open(settings, stop)?),
         #[cfg(feature = "v4l2")]
-        CameraSpec::V4l2(settings) => Box::new(V4l2Source::open(&settings, stop)?),
-        #[cfg(not(feature = "v4l2"))]
-        CameraSpec::V4l2(_) => {
-            return Err(ConfigError {
-                file: config.file.clone(),
-                detail: crate::config::NO_V4L2.into(),
-            }
-            .into())
-        }
+        CameraSpec::V4l2(settings) => Box::new(V4l2Source::open(settings, stop)?),
     })
 }
 
@@ -166,7 +156,7 @@ impl Session {
         let display = match options.drawing {
             Drawing::Board => {
                 let mut display = config.display.clone();
-                if let (DisplayConfig::Png { every }, Some(n)) = (&mut display, options.snapshots) {
+                if let (DisplaySpec::Png { every }, Some(n)) = (&mut display, options.snapshots) {
                     *every = n;
                 }
                 Display::open(&display, frames.as_deref())?

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
-use kith::config::{DisplayConfig, FbdevConfig};
 use kith::display::fbdev::Framebuffer;
+use kith::display::spec::{DisplaySpec, FbPixelFormat, FbdevSpec};
 use kith::display::Display;
 use kith_runtime::canvas::RgbCanvas;
 use kith_runtime::overlay;
@@ -82,12 +82,12 @@ fn expected(width: usize, height: usize, frame: &[u8], scene: &Scene) -> RgbCanv
 
 const PADDING: u8 = 0xa5;
 
-fn fb_config(path: &Path, w: u32, h: u32, format: &str, line: Option<u32>) -> FbdevConfig {
-    FbdevConfig {
+fn fb_config(path: &Path, w: u32, h: u32, format: &str, line: Option<u32>) -> FbdevSpec {
+    FbdevSpec {
         device: path.to_owned(),
         width: Some(w),
         height: Some(h),
-        pixel_format: Some(format.into()),
+        pixel_format: FbPixelFormat::parse(format),
         line_length: line,
     }
 }
@@ -163,7 +163,7 @@ fn framebuffer_packed_lines() {
 fn a_status_screen_reaches_the_framebuffer() {
     let path = temp_path("fb-status");
     std::fs::write(&path, vec![0u8; 64 * 4 * 48]).unwrap();
-    let config = DisplayConfig::Fbdev(fb_config(&path, 64, 48, "xrgb8888", None));
+    let config = DisplaySpec::Fbdev(fb_config(&path, 64, 48, "xrgb8888", None));
     let mut display = Display::open(&config, None).unwrap();
     assert_eq!(display.resolution(), Some((64, 48)));
     display.show_status("camera lost").unwrap();
@@ -278,8 +278,9 @@ mod spi {
     use embedded_hal::delay::DelayNs;
     use embedded_hal::digital::{self, OutputPin};
     use embedded_hal::spi::{self, Operation, SpiDevice};
-    use kith::config::SpiConfig;
+    use kith::config::Devices;
     use kith::display::panel::SpiPanel;
+    use kith::display::spec::{SpiConfig, SpiSpec};
 
     /// Everything sent over the wire: each byte with the DC level it was sent at.
     #[derive(Default)]
@@ -482,7 +483,7 @@ mod spi {
         controller: Controller,
         reset: Line,
         backlight: Line,
-        config: SpiConfig,
+        config: SpiSpec,
     }
 
     impl Rig {
@@ -491,6 +492,7 @@ mod spi {
                 "panel = \"{panel}\"\nspi = \"/dev/spidev0.0\"\ngpio_chip = \"/dev/gpiochip0\"\ndc = 25\nreset = 27\nbacklight = 18\n{config}"
             );
             let config: SpiConfig = toml::from_str(&text).unwrap();
+            let config = config.into_spec(Path::new("/"), Devices::Skipped).unwrap();
             let wire = Rc::new(Wire::default());
             let (reset, backlight) = (Line::default(), Line::default());
             let mut delay = Delay::default();

@@ -11,3 +11,11 @@ pub const SOURCE_NAME_CAPACITY: usize = 128;
 
 /// Longest label drawn on the overlay, e.g. "no relation 0.61" (bytes).
 pub const LABEL_TEXT_CAPACITY: usize = 32;
+
+/// Largest frame side accepted anywhere: a camera config, a decoded JPEG or an image file, so a
+/// corrupt header cannot ask for gigabytes.
+pub const MAX_FRAME_SIDE: usize = 8192;
+
+/// The frame size RGB buffers are preallocated for (1080p), so the first frames of a common
+/// camera do not allocate.
+pub const PREALLOCATED_FRAME: (usize, usize) = (1920, 1080);

@@ -7,6 +7,7 @@
 //! is reused from frame to frame.
 
 use kith_runtime::image::RgbImage;
+use kith_runtime::limits::MAX_FRAME_SIDE;
 use kith_runtime::Frame;
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
@@ -16,8 +17,20 @@ use zune_jpeg::JpegDecoder;
 use super::format::CameraFormat;
 use super::{CapturedFrame, Negotiated, SourceError};
 
-/// Largest JPEG side decoded, so a corrupt header cannot ask for gigabytes.
-pub const MAX_SIDE: usize = 8192;
+/// Why camera bytes are not a frame (one line).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Raw bytes that do not hold the frame their layout announces.
+    #[error(transparent)]
+    Frame(#[from] kith_runtime::Error),
+    /// zune-jpeg's message, on one line.
+    #[error("bad JPEG: {0}")]
+    Jpeg(String),
+    #[error("bad JPEG: no frame header")]
+    NoFrameHeader,
+    #[error("bad JPEG: empty {0}x{1} image")]
+    Empty(usize, usize),
+}
 
 /// Turns camera bytes into frames, holding the reused MJPEG output buffer.
 #[derive(Debug, Default)]
@@ -42,7 +55,7 @@ impl FrameDecoder {
         height: usize,
         stride: usize,
         bytes: &'a [u8],
-    ) -> Result<Frame<'a>, String> {
+    ) -> Result<Frame<'a>, DecodeError> {
         match format.pixel_format() {
             Some(pixel) => {
                 let frame = Frame {
@@ -52,7 +65,7 @@ impl FrameDecoder {
                     stride,
                     data: bytes,
                 };
-                frame.validate().map_err(|e| e.to_string())?;
+                frame.validate()?;
                 Ok(frame)
             }
             None => {
@@ -79,23 +92,23 @@ impl FrameDecoder {
             bytes,
         ) {
             Ok(frame) => Ok(CapturedFrame { frame, name }),
-            Err(detail) => Err(SourceError::Corrupt {
+            Err(e) => Err(SourceError::Corrupt {
                 name: name.to_owned(),
-                detail,
+                detail: e.to_string(),
             }),
         }
     }
 
-    fn decode_jpeg(&mut self, bytes: &[u8]) -> Result<(), String> {
+    fn decode_jpeg(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
         let options = DecoderOptions::default()
             .jpeg_set_out_colorspace(ColorSpace::RGB)
-            .set_max_width(MAX_SIDE)
-            .set_max_height(MAX_SIDE);
+            .set_max_width(MAX_FRAME_SIDE)
+            .set_max_height(MAX_FRAME_SIDE);
         let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
         decoder.decode_headers().map_err(jpeg_error)?;
-        let (w, h) = decoder.dimensions().ok_or("bad JPEG: no frame header")?;
+        let (w, h) = decoder.dimensions().ok_or(DecodeError::NoFrameHeader)?;
         if w == 0 || h == 0 {
-            return Err(format!("bad JPEG: empty {w}x{h} image"));
+            return Err(DecodeError::Empty(w, h));
         }
         self.rgb.set_size(w, h);
         decoder.decode_into(&mut self.rgb.data).map_err(jpeg_error)
@@ -103,11 +116,12 @@ impl FrameDecoder {
 }
 
 /// A decoder error on one line (zune-jpeg's messages may hold line breaks).
-fn jpeg_error(e: zune_jpeg::errors::DecodeErrors) -> String {
-    let text = e.to_string();
-    format!(
-        "bad JPEG: {}",
-        text.split_whitespace().collect::<Vec<_>>().join(" ")
+fn jpeg_error(e: zune_jpeg::errors::DecodeErrors) -> DecodeError {
+    DecodeError::Jpeg(
+        e.to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
     )
 }
 
@@ -130,11 +144,13 @@ mod tests {
         let mut decoder = FrameDecoder::default();
         let e = decoder
             .decode(CameraFormat::Nv12, 4, 4, 4, &[0; 10])
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("needs 24 bytes, got 10"), "{e}");
         let e = decoder
             .decode(CameraFormat::Mjpeg, 0, 0, 0, b"\xff\xd8\xff\xe0 nope")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("bad JPEG"), "{e}");
         assert!(!e.contains('\n'), "{e}");
     }

@@ -5,6 +5,7 @@ pub mod decode;
 pub mod format;
 pub mod pipe;
 pub mod replay;
+pub mod spec;
 #[cfg(feature = "v4l2")]
 pub mod v4l2;
 mod wait;

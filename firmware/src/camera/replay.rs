@@ -7,14 +7,29 @@ use std::path::{Path, PathBuf};
 
 use image::{ColorType, ImageDecoder, ImageReader};
 use kith_runtime::image::RgbImage;
+use kith_runtime::limits::{MAX_FRAME_SIDE, PREALLOCATED_FRAME};
 
 use super::{CapturedFrame, FrameSource, SourceError};
 
 /// Image file endings a folder replay picks up.
 const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "ppm", "pgm", "pnm"];
 
-/// Largest frame side accepted, so a hostile file cannot ask for gigabytes.
-const MAX_SIDE: u32 = 8192;
+/// Why one image file is not a frame (one line).
+#[derive(Debug, thiserror::Error)]
+enum ImageError {
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+    #[error("{0}")]
+    Decode(#[from] image::ImageError),
+    #[error("{0}x{1} is outside 1..={MAX_FRAME_SIDE} pixels a side")]
+    Size(u32, u32),
+    #[error("{0} bytes do not fit in memory")]
+    TooLarge(u64),
+    #[error("unsupported pixel layout {0:?}")]
+    Layout(ColorType),
+    #[error("decoder returned fewer pixels than its header announced")]
+    Short,
+}
 
 /// Plays image files as frames.
 pub struct ReplaySource {
@@ -59,30 +74,26 @@ impl ReplaySource {
             repeat,
             bytes: Vec::new(),
             decoded: Vec::new(),
-            rgb: RgbImage::with_capacity(1920, 1080),
+            rgb: RgbImage::with_capacity(PREALLOCATED_FRAME.0, PREALLOCATED_FRAME.1),
             name: String::new(),
         })
     }
 
-    fn decode(&mut self, path: &Path) -> Result<(), String> {
+    fn decode(&mut self, path: &Path) -> Result<(), ImageError> {
         self.bytes.clear();
-        File::open(path)
-            .and_then(|mut f| f.read_to_end(&mut self.bytes))
-            .map_err(|e| e.to_string())?;
-        let reader = ImageReader::new(Cursor::new(&self.bytes))
-            .with_guessed_format()
-            .map_err(|e| e.to_string())?;
-        let decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+        File::open(path).and_then(|mut f| f.read_to_end(&mut self.bytes))?;
+        let reader = ImageReader::new(Cursor::new(&self.bytes)).with_guessed_format()?;
+        let decoder = reader.into_decoder()?;
         let (w, h) = decoder.dimensions();
-        if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE {
-            return Err(format!("{w}x{h} is outside 1..={MAX_SIDE} pixels a side"));
+        let side = 1..=MAX_FRAME_SIDE as u32;
+        if !side.contains(&w) || !side.contains(&h) {
+            return Err(ImageError::Size(w, h));
         }
         let colour = decoder.color_type();
-        let len = usize::try_from(decoder.total_bytes()).map_err(|e| e.to_string())?;
+        let total = decoder.total_bytes();
+        let len = usize::try_from(total).map_err(|_| ImageError::TooLarge(total))?;
         self.decoded.resize(len, 0);
-        decoder
-            .read_image(&mut self.decoded)
-            .map_err(|e| e.to_string())?;
+        decoder.read_image(&mut self.decoded)?;
         self.rgb.set_size(w as usize, h as usize);
         to_rgb(colour, &self.decoded, &mut self.rgb.data)
     }
@@ -95,7 +106,7 @@ fn has_image_extension(p: &Path) -> bool {
 }
 
 /// Converts decoded pixels of any 8- or 16-bit grey/RGB(A) layout into packed RGB.
-fn to_rgb(colour: ColorType, src: &[u8], dst: &mut [u8]) -> Result<(), String> {
+fn to_rgb(colour: ColorType, src: &[u8], dst: &mut [u8]) -> Result<(), ImageError> {
     let channels = colour.channel_count() as usize;
     let bytes_per_channel = colour.bytes_per_pixel() as usize / channels;
     let grey = matches!(
@@ -114,11 +125,11 @@ fn to_rgb(colour: ColorType, src: &[u8], dst: &mut [u8]) -> Result<(), String> {
             | ColorType::Rgba16
     );
     if !supported {
-        return Err(format!("unsupported pixel layout {colour:?}"));
+        return Err(ImageError::Layout(colour));
     }
     let stride = channels * bytes_per_channel;
     if src.len() < dst.len() / 3 * stride {
-        return Err("decoder returned fewer pixels than its header announced".into());
+        return Err(ImageError::Short);
     }
     // 16-bit samples are native-endian from the decoder: take the most significant byte.
     let msb = if bytes_per_channel == 2 && cfg!(target_endian = "little") {
@@ -154,10 +165,10 @@ impl FrameSource for ReplaySource {
                 .map(|n| n.to_string_lossy())
                 .unwrap_or_default(),
         );
-        if let Err(detail) = self.decode(&path) {
+        if let Err(e) = self.decode(&path) {
             return Err(SourceError::Corrupt {
                 name: path.display().to_string(),
-                detail,
+                detail: e.to_string(),
             });
         }
         Ok(Some(CapturedFrame {

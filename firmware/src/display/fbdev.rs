@@ -25,8 +25,8 @@ use embedded_graphics::primitives::Rectangle;
 use kith_runtime::canvas::pixel_index;
 
 use super::fb_abi::{self, FbBitfield, FbVarScreeninfo, SharedMapping};
+use super::spec::{FbGeometry, FbPixelFormat, FbdevSpec};
 use super::DisplayError;
-use crate::config::{FbGeometry, FbPixelFormat, FbdevConfig};
 
 /// Where one colour channel sits in a pixel value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,25 +77,23 @@ impl PixelLayout {
 
     /// The layout FBIOGET_VSCREENINFO describes: 16 or 32 bits per pixel, true colour channels
     /// of 1 to 8 bits in any order.
-    pub fn from_var(var: &FbVarScreeninfo) -> Result<Self, String> {
+    pub fn from_var(var: &FbVarScreeninfo) -> Result<Self, LayoutError> {
         let bytes = match var.bits_per_pixel {
             16 => 2,
             32 => 4,
-            other => {
-                return Err(format!(
-                    "{other} bits per pixel is not supported (16 or 32 are)"
-                ))
-            }
+            other => return Err(LayoutError::Depth(other)),
         };
-        let channel = |name: &str, f: &FbBitfield| {
+        let channel = |name: &'static str, f: &FbBitfield| {
             if !(1..=8).contains(&f.length)
                 || f.offset + f.length > var.bits_per_pixel
                 || f.msb_right != 0
             {
-                return Err(format!(
-                    "the {name} channel (offset {}, length {}, msb_right {}) is not supported",
-                    f.offset, f.length, f.msb_right
-                ));
+                return Err(LayoutError::Channel {
+                    name,
+                    offset: f.offset,
+                    length: f.length,
+                    msb_right: f.msb_right,
+                });
             }
             Ok(Channel {
                 offset: f.offset,
@@ -103,7 +101,7 @@ impl PixelLayout {
             })
         };
         if var.grayscale != 0 || var.nonstd != 0 {
-            return Err("grayscale and non-standard pixel formats are not supported".into());
+            return Err(LayoutError::NotTrueColour);
         }
         Ok(PixelLayout {
             bytes,
@@ -142,6 +140,40 @@ impl std::fmt::Display for PixelLayout {
     }
 }
 
+/// A framebuffer pixel format kith cannot draw.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("{0} bits per pixel is not supported (16 or 32 are)")]
+    Depth(u32),
+    #[error("the {name} channel (offset {offset}, length {length}, msb_right {msb_right}) is not supported")]
+    Channel {
+        name: &'static str,
+        offset: u32,
+        length: u32,
+        msb_right: u32,
+    },
+    #[error("grayscale and non-standard pixel formats are not supported")]
+    NotTrueColour,
+}
+
+/// A visible screen that does not fit the memory behind it.
+#[derive(Debug, thiserror::Error)]
+pub enum ScreenError {
+    #[error("the file is {len} bytes, less than the {needed} bytes the config's geometry needs")]
+    FileTooSmall { len: u64, needed: u64 },
+    #[error("{width}x{height} is an empty screen")]
+    Empty { width: usize, height: usize },
+    #[error("lines of {line_length} bytes are shorter than {width} pixels")]
+    ShortLines { line_length: usize, width: usize },
+    #[error("the visible {width}x{height} screen ends at byte {end}, past the {map_len} bytes of framebuffer memory")]
+    PastMemory {
+        width: usize,
+        height: usize,
+        end: usize,
+        map_len: usize,
+    },
+}
+
 /// A framebuffer (or a file standing in for one), drawn through a back buffer.
 pub struct Framebuffer {
     device: String,
@@ -158,7 +190,7 @@ pub struct Framebuffer {
 
 impl Framebuffer {
     /// Opens and maps the framebuffer of a (validated) config.
-    pub fn open(config: &FbdevConfig) -> Result<Self, DisplayError> {
+    pub fn open(config: &FbdevSpec) -> Result<Self, DisplayError> {
         let path = &config.device;
         let device = path.display().to_string();
         let fail = |detail: String| DisplayError::Device {
@@ -185,9 +217,9 @@ impl Framebuffer {
             let g = config.geometry().ok_or_else(|| {
                 fail("a plain file needs width, height and pixel_format in the config".into())
             })?;
-            Screen::of_file(g, meta.len()).map_err(|detail| DisplayError::Geometry {
+            Screen::of_file(g, meta.len()).map_err(|e| DisplayError::Geometry {
                 device: device.clone(),
-                detail,
+                detail: e.to_string(),
             })?
         };
         let map = SharedMapping::new(&file, screen.map_len)
@@ -248,7 +280,7 @@ enum QueryError {
 impl Screen {
     /// The geometry of a framebuffer device, from its ioctls, checked against the config's
     /// fields where it gives them.
-    fn query(file: &File, config: &FbdevConfig) -> Result<Self, QueryError> {
+    fn query(file: &File, config: &FbdevSpec) -> Result<Self, QueryError> {
         let var = fb_abi::var_screeninfo(file)
             .map_err(|e| QueryError::Device(format!("FBIOGET_VSCREENINFO failed: {e}")))?;
         let fix = fb_abi::fix_screeninfo(file)
@@ -269,11 +301,11 @@ impl Screen {
                 return Err(mismatch(field, v.to_string(), actual.to_string()));
             }
         }
-        if let Some(name) = &config.pixel_format {
-            if FbPixelFormat::parse(name).map(PixelLayout::of) != Some(layout) {
+        if let Some(format) = config.pixel_format {
+            if PixelLayout::of(format) != layout {
                 return Err(mismatch(
                     "pixel_format",
-                    format!("\"{name}\""),
+                    format!("\"{}\"", format.name()),
                     format!("{layout}"),
                 ));
             }
@@ -287,17 +319,20 @@ impl Screen {
                 + var.xoffset as usize * layout.bytes,
             map_len: fix.smem_len as usize,
         };
-        screen.check().map_err(QueryError::Device)?;
+        screen
+            .check()
+            .map_err(|e| QueryError::Device(e.to_string()))?;
         Ok(screen)
     }
 
     /// The geometry of a plain file standing in for a framebuffer of geometry `g`.
-    fn of_file(g: FbGeometry, file_len: u64) -> Result<Self, String> {
+    fn of_file(g: FbGeometry, file_len: u64) -> Result<Self, ScreenError> {
         let needed = g.bytes();
         if file_len < needed {
-            return Err(format!(
-                "the file is {file_len} bytes, less than the {needed} bytes the config's geometry needs"
-            ));
+            return Err(ScreenError::FileTooSmall {
+                len: file_len,
+                needed,
+            });
         }
         let screen = Screen {
             width: g.width as usize,
@@ -312,23 +347,26 @@ impl Screen {
     }
 
     /// Whether every visible line lies inside the mapping.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ScreenError> {
         let row = self.width * self.layout.bytes;
-        if self.width == 0 || self.height == 0 {
-            return Err(format!("{}x{} is an empty screen", self.width, self.height));
+        let (width, height) = (self.width, self.height);
+        if width == 0 || height == 0 {
+            return Err(ScreenError::Empty { width, height });
         }
         if self.line_length < row {
-            return Err(format!(
-                "lines of {} bytes are shorter than {} pixels",
-                self.line_length, self.width
-            ));
+            return Err(ScreenError::ShortLines {
+                line_length: self.line_length,
+                width,
+            });
         }
-        let end = self.origin + (self.height - 1) * self.line_length + row;
+        let end = self.origin + (height - 1) * self.line_length + row;
         if end > self.map_len {
-            return Err(format!(
-                "the visible {}x{} screen ends at byte {end}, past the {} bytes of framebuffer memory",
-                self.width, self.height, self.map_len
-            ));
+            return Err(ScreenError::PastMemory {
+                width,
+                height,
+                end,
+                map_len: self.map_len,
+            });
         }
         Ok(())
     }
@@ -445,7 +483,7 @@ mod tests {
             (var(32, (20, 10), (10, 10), (0, 10)), "red channel"),
             (var(16, (12, 5), (5, 6), (0, 5)), "red channel"),
         ] {
-            let e = PixelLayout::from_var(&v).unwrap_err();
+            let e = PixelLayout::from_var(&v).unwrap_err().to_string();
             assert!(e.contains(needle), "{e}");
         }
     }
@@ -477,7 +515,7 @@ mod tests {
         };
         assert_eq!(g.bytes(), 3 * 32 + 20);
         assert!(Screen::of_file(g, g.bytes()).is_ok());
-        let e = Screen::of_file(g, g.bytes() - 1).err().unwrap();
+        let e = Screen::of_file(g, g.bytes() - 1).err().unwrap().to_string();
         assert!(e.contains("less than"), "{e}");
     }
 }

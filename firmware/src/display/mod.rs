@@ -9,6 +9,7 @@ pub mod panel;
 #[cfg(feature = "spi")]
 pub mod panel_bus;
 pub mod png;
+pub mod spec;
 #[cfg(feature = "spi")]
 pub mod spidev;
 
@@ -17,10 +18,10 @@ use std::path::Path;
 use kith_runtime::canvas::RgbCanvas;
 use kith_runtime::{overlay, Pipeline};
 
-use crate::config::DisplayConfig;
 use crate::OutputError;
 use fbdev::Framebuffer;
 use png::PngSnapshots;
+use spec::DisplaySpec;
 
 /// A display could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -52,23 +53,16 @@ pub enum Display {
 
 impl Display {
     /// Opens the display `config` names; PNG snapshots go to `frames` (none without it).
-    pub fn open(config: &DisplayConfig, frames: Option<&Path>) -> Result<Self, DisplayError> {
+    pub fn open(config: &DisplaySpec, frames: Option<&Path>) -> Result<Self, DisplayError> {
         Ok(match config {
-            DisplayConfig::Png { every } => match frames {
+            DisplaySpec::Png { every } => match frames {
                 Some(dir) => Display::Png(PngSnapshots::create(dir, *every, None)?),
                 None => Display::None,
             },
-            DisplayConfig::None => Display::None,
-            DisplayConfig::Fbdev(fb) => Display::Framebuffer(Framebuffer::open(fb)?),
+            DisplaySpec::None => Display::None,
+            DisplaySpec::Fbdev(fb) => Display::Framebuffer(Framebuffer::open(fb)?),
             #[cfg(feature = "spi")]
-            DisplayConfig::Spi(spi) => Display::Panel(Box::new(spidev::open(spi)?)),
-            #[cfg(not(feature = "spi"))]
-            DisplayConfig::Spi(spi) => {
-                return Err(DisplayError::Geometry {
-                    device: spi.spi.display().to_string(),
-                    detail: "this kith was built without spi support (cargo feature `spi`)".into(),
-                })
-            }
+            DisplaySpec::Spi(spi) => Display::Panel(Box::new(spidev::open(spi)?)),
         })
     }
 

@@ -28,8 +28,8 @@ use mipidsi::options::{ColorInversion, ColorOrder, Orientation, Rotation};
 use mipidsi::{Builder, NoResetPin};
 
 use super::panel_bus::PanelBus;
+use super::spec::{Panel, SpiSpec};
 use super::DisplayError;
-use crate::config::{Panel, SpiConfig};
 
 /// Rows compared and pushed together by [`SpiPanel::present`].
 pub const BAND_ROWS: usize = 8;
@@ -89,7 +89,7 @@ where
     /// then turns on `backlight`. `name` names the panel in errors.
     pub fn new<D: DelayNs>(
         name: &str,
-        config: &SpiConfig,
+        config: &SpiSpec,
         spi: SPI,
         dc: DC,
         mut reset: Option<P>,
@@ -111,14 +111,16 @@ where
         }
         let sent = Arc::new(AtomicU64::new(0));
         let bus = PanelBus::new(spi, dc, Arc::clone(&sent));
-        let controller = match config.panel_kind() {
-            Panel::St7789 => Controller::St7789(init(ST7789, bus, config, delay).map_err(fail)?),
-            Panel::Ili9341 => {
-                Controller::Ili9341(init(ILI9341Rgb565, bus, config, delay).map_err(fail)?)
-            }
-            Panel::Ili9486 => {
-                Controller::Ili9486(init(ILI9486Rgb666, bus, config, delay).map_err(fail)?)
-            }
+        let controller = match config.panel {
+            Panel::St7789 => Controller::St7789(
+                init(ST7789, bus, config, delay).map_err(|e| fail(e.to_string()))?,
+            ),
+            Panel::Ili9341 => Controller::Ili9341(
+                init(ILI9341Rgb565, bus, config, delay).map_err(|e| fail(e.to_string()))?,
+            ),
+            Panel::Ili9486 => Controller::Ili9486(
+                init(ILI9486Rgb666, bus, config, delay).map_err(|e| fail(e.to_string()))?,
+            ),
         };
         if let Some(pin) = backlight.as_mut() {
             pin.set_high()
@@ -130,7 +132,7 @@ where
         };
         Ok(SpiPanel {
             name: name.to_owned(),
-            model: config.panel_kind(),
+            model: config.panel,
             controller,
             _lines: [reset, backlight],
             width,
@@ -169,9 +171,9 @@ where
         self.find_windows();
         for i in 0..self.windows.len() {
             let w = self.windows[i];
-            self.push(w).map_err(|detail| DisplayError::Device {
+            self.push(w).map_err(|e| DisplayError::Device {
                 device: self.name.clone(),
-                detail,
+                detail: e.to_string(),
             })?;
         }
         self.fresh = false;
@@ -226,7 +228,7 @@ where
     }
 
     /// Sends one window of the back buffer and records it as shown.
-    fn push(&mut self, win: Window) -> Result<(), String> {
+    fn push(&mut self, win: Window) -> Result<(), PanelError> {
         let w = self.width;
         let back = &self.back;
         let pixels = (win.y0..=win.y1).flat_map(|y| {
@@ -240,7 +242,7 @@ where
             Controller::Ili9341(d) => d.set_pixels(x0, y0, x1, y1, pixels),
             Controller::Ili9486(d) => d.set_pixels(x0, y0, x1, y1, pixels.map(Rgb666::from)),
         };
-        result.map_err(|e| format!("SPI write failed: {e:?}"))?;
+        result.map_err(|e| PanelError::Write(format!("{e:?}")))?;
         for y in win.y0..=win.y1 {
             let row = y * w + win.x0..=y * w + win.x1;
             self.shown[row.clone()].copy_from_slice(&self.back[row]);
@@ -249,13 +251,26 @@ where
     }
 }
 
+/// Why a panel could not be set up or written (the driver's errors are `Debug` only, kept as text).
+#[derive(Debug, thiserror::Error)]
+pub enum PanelError {
+    #[error("rotation {0} is not a multiple of 90")]
+    Rotation(u32),
+    #[error("{0} pixels is too large")]
+    TooLarge(u32),
+    #[error("panel initialisation failed: {0}")]
+    Init(String),
+    #[error("SPI write failed: {0}")]
+    Write(String),
+}
+
 /// Initialises controller `model` with the options of `config`.
 fn init<M, SPI, DC, D>(
     model: M,
     bus: PanelBus<SPI, DC>,
-    config: &SpiConfig,
+    config: &SpiSpec,
     delay: &mut D,
-) -> Result<mipidsi::Display<PanelBus<SPI, DC>, M, NoResetPin>, String>
+) -> Result<mipidsi::Display<PanelBus<SPI, DC>, M, NoResetPin>, PanelError>
 where
     M: Model,
     M::ColorFormat: mipidsi::interface::InterfacePixelFormat<u8>,
@@ -264,8 +279,8 @@ where
     D: DelayNs,
 {
     let rotation = Rotation::try_from_degree(config.rotation as i32)
-        .map_err(|_| format!("rotation {} is not a multiple of 90", config.rotation))?;
-    let size = |v: u32| u16::try_from(v).map_err(|_| format!("{v} pixels is too large"));
+        .map_err(|_| PanelError::Rotation(config.rotation))?;
+    let size = |v: u32| u16::try_from(v).map_err(|_| PanelError::TooLarge(v));
     Builder::new(model, bus)
         .display_size(size(config.width)?, size(config.height)?)
         .display_offset(size(config.offset_x)?, size(config.offset_y)?)
@@ -281,7 +296,7 @@ where
             ColorOrder::Rgb
         })
         .init(delay)
-        .map_err(|e| format!("panel initialisation failed: {e:?}"))
+        .map_err(|e| PanelError::Init(format!("{e:?}")))
 }
 
 impl<SPI: SpiDevice, DC: OutputPin, P> OriginDimensions for SpiPanel<SPI, DC, P> {

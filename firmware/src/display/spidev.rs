@@ -6,8 +6,8 @@ use linux_embedded_hal::spidev::{SpiModeFlags, SpidevOptions};
 use linux_embedded_hal::{CdevPin, Delay, SpidevDevice};
 
 use super::panel::SpiPanel;
+use super::spec::SpiSpec;
 use super::DisplayError;
-use crate::config::SpiConfig;
 
 /// The panel driver over Linux devices.
 pub type LinuxPanel = SpiPanel<SpidevDevice, CdevPin, CdevPin>;
@@ -16,7 +16,7 @@ pub type LinuxPanel = SpiPanel<SpidevDevice, CdevPin, CdevPin>;
 const CONSUMER: &str = "kith";
 
 /// Opens the spidev node and GPIO lines of a (validated) config and initialises the panel.
-pub fn open(config: &SpiConfig) -> Result<LinuxPanel, DisplayError> {
+pub fn open(config: &SpiSpec) -> Result<LinuxPanel, DisplayError> {
     let fail = |path: &std::path::Path, detail: String| DisplayError::Device {
         device: path.display().to_string(),
         detail,

@@ -1,0 +1,112 @@
+
+//! The config's own tests, and the helpers the camera and display sections' tests share.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::display::spec::DisplaySpec;
+
+pub(crate) const GOOD: &str = r#"
+name = "test"
+threads = 2
+[camera]
+kind = "replay"
+path = "."
+[display]
+kind = "png"
+every = 2
+[detector]
+model = "Cargo.toml"
+[relation]
+model = "Cargo.toml"
+"#;
+
+pub(crate) fn parse(text: &str) -> Result<BoardConfig, ConfigError> {
+    BoardConfig::parse(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("board.toml"),
+        text,
+    )
+}
+
+#[test]
+fn a_good_config_parses_with_defaults() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.threads, 2);
+    assert_eq!(c.detector.settings.score_threshold, 0.35);
+    assert!(matches!(c.display, DisplaySpec::Png { every: 2 }));
+    assert!(c.detector.model.is_absolute());
+}
+
+#[test]
+fn errors_name_the_field() {
+    let cases = [
+        (GOOD.replace("threads = 2", "threads = 0"), "`threads`"),
+        (
+            GOOD.replace("kind = \"replay\"", "kind = \"webcam\""),
+            "webcam",
+        ),
+        (GOOD.replace("every = 2", "every = 0"), "`display.every`"),
+        (
+            GOOD.replace(
+                "[relation]\nmodel = \"Cargo.toml\"",
+                "[relation]\nmodel = \"missing.onnx\"",
+            ),
+            "`relation.model`",
+        ),
+        (
+            GOOD.replace("[detector]\n", "[detector]\nscore_threshold = 1.5\n"),
+            "`detector.score_threshold`",
+        ),
+        (
+            GOOD.replace("[detector]\n", "[detector]\ndecoder = \"ssd\"\n"),
+            "`detector.decoder`",
+        ),
+        (
+            GOOD.replace("name = \"test\"", "name = \"test\"\ncolour = 1"),
+            "colour",
+        ),
+        (
+            GOOD.replace("path = \".\"", "path = \"nowhere\""),
+            "`camera.path`",
+        ),
+    ];
+    for (text, needle) in cases {
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains(needle), "{needle} not in {e}");
+        assert!(e.contains("board.toml"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+}
+
+/// GOOD with its display replaced by `display` (the lines after `[display]`).
+pub(crate) fn with_display(display: &str) -> String {
+    GOOD.replace("kind = \"png\"\nevery = 2", display)
+}
+
+pub(crate) fn fb_file(name: &str, len: usize) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("kith-config-{name}-{}", std::process::id()));
+    std::fs::write(&path, vec![0u8; len]).unwrap();
+    path
+}
+
+pub(crate) fn extra(camera: &str, line: &str) -> String {
+    with_camera(&format!("{camera}\n{line}"))
+}
+
+pub(crate) fn assert_field_errors(cases: &[(String, &str)]) {
+    for (text, needle) in cases {
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains(needle), "{needle} not in {e}");
+        assert!(e.contains("board.toml"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+}
+
+pub(crate) fn with_camera(camera: &str) -> String {
+    GOOD.replace("kind = \"replay\"\npath = \".\"", camera)
+}
+
+pub(crate) const V4L2: &str =
+    "kind = \"v4l2\"\ndevice = \"/dev/null\"\nformat = \"yuyv\"\nwidth = 640\nheight = 480";
+pub(crate) const PIPE: &str =
+    "kind = \"pipe\"\npath = \"-\"\nformat = \"yuv420\"\nwidth = 640\nheight = 480";
