@@ -74,3 +74,37 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message and its causes as the binaries print them, `: ` between each.
+    fn rendered(err: &dyn std::error::Error) -> String {
+        let mut text = err.to_string();
+        let mut cause = err.source();
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        text
+    }
+
+    #[test]
+    fn causes_render_after_the_message_as_the_flattened_text_did() {
+        let tract = TractError::msg("inner").context("outer");
+        let err = Error::run("gritv2-s.onnx", tract);
+        assert_eq!(err.to_string(), "gritv2-s.onnx: inference failed");
+        assert_eq!(
+            rendered(&err),
+            "gritv2-s.onnx: inference failed: outer: inner"
+        );
+        let err = Error::load(Path::new("m.onnx"), LoadError::NotAFile);
+        assert_eq!(rendered(&err), "m.onnx: cannot load model: not a file");
+        let err = Error::run("relation model", RunError::WorkerStopped);
+        assert_eq!(
+            rendered(&err),
+            "relation model: inference failed: the relation thread stopped"
+        );
+    }
+}

@@ -83,7 +83,10 @@ const EXACT: u64 = 128;
 const SUB_BUCKETS: u64 = 64;
 const BUCKETS: usize = (EXACT + 57 * SUB_BUCKETS) as usize;
 
-/// A log-linear histogram of microsecond values: exact below 128 µs, within 1.6 % above.
+/// A log-linear histogram of microsecond values: exact below 128 µs, within 1.6 % above. kith's one
+/// percentile implementation (the latency table, kith-bench's report, `kith-model bench`). Kept over
+/// hdrhistogram 7 (3 digits, 1 µs..1 h): 15 KB of counts per histogram against 94 KB, a record in
+/// a few ns either way, p50/p90/p99 of 10^6 values of 2..400 ms within 0.4 % of exact.
 #[derive(Debug, Clone)]
 pub struct Histogram {
     counts: Box<[u32; BUCKETS]>,

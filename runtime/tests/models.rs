@@ -226,3 +226,25 @@ fn a_truncated_model_fails_with_a_one_line_error_naming_it() {
     assert!(err.contains("kith-truncated"), "{err}");
     assert!(!err.contains('\n'), "{err}");
 }
+
+#[test]
+fn a_load_error_keeps_tract_s_cause_for_the_binary_to_render() {
+    let bytes = std::fs::read(model("person-detector.onnx")).unwrap();
+    let path = std::env::temp_dir().join(format!("kith-cut-{}.onnx", std::process::id()));
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    let err = PersonDetector::load(&path, 1, DetectorSettings::default()).unwrap_err();
+    std::fs::remove_file(&path).unwrap();
+    let mut chain = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        chain.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    println!("{chain}");
+    assert!(
+        matches!(err, kith_runtime::Error::ModelLoad { .. }),
+        "{err:?}"
+    );
+    assert!(chain.contains("cannot load model: "), "{chain}");
+    assert!(chain.contains("Protobuf"), "tract's cause is lost: {chain}");
+}
