@@ -20,8 +20,9 @@ use kith::camera::decode::FrameDecoder;
 use kith::camera::pipe::PipeSource;
 use kith::camera::{CameraFormat, FrameSource, PipeSettings, Retry, SourceError};
 use kith::config::BoardConfig;
+use kith::display::spec::DisplaySpec;
 use kith::service::StopFlag;
-use kith::session::{Drawing, Session, SessionOptions, Step};
+use kith::session::{Session, SessionOptions, Step};
 use kith_runtime::image::RgbImage;
 
 /// Decodes `bytes` as the sources do and converts the frame to RGB as the pipeline does.
@@ -364,7 +365,7 @@ fn a_session_shows_camera_lost_and_recovers() {
         threads: None,
         repeat: false,
         pipelined: Some(false),
-        drawing: Drawing::Memory,
+        display: Some(DisplaySpec::Memory),
         snapshots: None,
         stop: StopFlag::new(),
     };
