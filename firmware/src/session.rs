@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use kith_runtime::canvas::RgbCanvas;
+use kith_runtime::image::RgbImage;
 use kith_runtime::profile::micros_since;
 use kith_runtime::{Pipeline, Scene};
 
@@ -177,7 +177,7 @@ impl Session {
 
     /// What was drawn last (the annotated frame or the "camera lost" screen) on an in-memory
     /// display.
-    pub fn canvas(&self) -> Option<&RgbCanvas> {
+    pub fn canvas(&self) -> Option<&RgbImage> {
         match &self.display {
             Display::Memory(canvas) => Some(canvas),
             _ => None,
@@ -260,12 +260,12 @@ impl Session {
     /// the camera's size (or 640x480).
     fn show_camera_lost(&mut self) -> Result<(), SessionError> {
         if let Display::Memory(canvas) = &mut self.display {
-            if canvas.width() == 0 || canvas.height() == 0 {
+            if canvas.width == 0 || canvas.height == 0 {
                 let (w, h) = self
                     .source
                     .negotiated()
                     .map_or((640, 480), |n| (n.width as usize, n.height as usize));
-                canvas.resize(w, h);
+                canvas.set_size(w, h);
             }
         }
         self.show_status("camera lost")

@@ -20,7 +20,7 @@ use std::path::Path;
 use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::Rectangle;
-use kith_runtime::canvas::RgbCanvas;
+use kith_runtime::image::RgbImage;
 use kith_runtime::overlay;
 
 use crate::OutputError;
@@ -46,7 +46,7 @@ pub enum Display {
     /// PNG snapshots at each frame's size ("png").
     Png(PngSnapshots),
     /// Every frame onto an in-memory canvas at its size, written nowhere (benchmarks).
-    Memory(RgbCanvas),
+    Memory(RgbImage),
     /// A Linux framebuffer ("fbdev").
     Framebuffer(Framebuffer),
     /// An SPI panel ("spi").
@@ -64,7 +64,7 @@ impl Display {
                 Some(dir) => Display::Png(PngSnapshots::create(dir, *every, None)?),
                 None => Display::None,
             },
-            DisplaySpec::Memory => Display::Memory(RgbCanvas::default()),
+            DisplaySpec::Memory => Display::Memory(RgbImage::default()),
             DisplaySpec::None => Display::None,
             DisplaySpec::Fbdev(fb) => Display::Framebuffer(Framebuffer::open(fb)?),
             #[cfg(feature = "spi")]
@@ -114,7 +114,7 @@ impl Display {
         match self {
             Display::Png(png) => png.begin_frame(n, width, height),
             Display::Memory(canvas) => {
-                canvas.resize(width, height);
+                canvas.set_size(width, height);
                 true
             }
             Display::Framebuffer(_) => true,

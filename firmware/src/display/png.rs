@@ -12,7 +12,7 @@ use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::Rectangle;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
-use kith_runtime::canvas::RgbCanvas;
+use kith_runtime::image::RgbImage;
 
 use crate::OutputError;
 
@@ -20,7 +20,7 @@ use crate::OutputError;
 pub struct PngSnapshots {
     dir: PathBuf,
     every: u64,
-    canvas: RgbCanvas,
+    canvas: RgbImage,
     /// Width and height of the snapshots; `None` draws at each frame's size.
     size: Option<(usize, usize)>,
     /// The number of the frame being drawn, when it is one to write.
@@ -40,7 +40,7 @@ impl PngSnapshots {
         Ok(PngSnapshots {
             dir: dir.to_owned(),
             every: every.max(1) as u64,
-            canvas: RgbCanvas::default(),
+            canvas: RgbImage::default(),
             size,
             pending: None,
         })
@@ -59,7 +59,7 @@ impl PngSnapshots {
             return false;
         }
         let (w, h) = self.size.unwrap_or((width, height));
-        self.canvas.resize(w, h);
+        self.canvas.set_size(w, h);
         self.pending = Some(n);
         true
     }
@@ -85,9 +85,9 @@ impl PngSnapshots {
         let canvas = &self.canvas;
         encoder
             .write_image(
-                canvas.data(),
-                canvas.width() as u32,
-                canvas.height() as u32,
+                &canvas.data,
+                canvas.width as u32,
+                canvas.height as u32,
                 ExtendedColorType::Rgb8,
             )
             .map_err(|e| OutputError::new(&path, format!("cannot write: {e}")))
