@@ -22,6 +22,9 @@ use crate::output::JsonLines;
 use crate::service::StopFlag;
 use crate::OutputError;
 
+/// The size of "camera lost" on an in-memory display that knows no frame size yet.
+const STATUS_SIZE: (usize, usize) = (640, 480);
+
 /// Why a session stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -257,14 +260,14 @@ impl Session {
     }
 
     /// Puts "camera lost" on the display; an in-memory display that has drawn nothing yet takes
-    /// the camera's size (or 640x480).
+    /// the camera's size (or [`STATUS_SIZE`]).
     fn show_camera_lost(&mut self) -> Result<(), SessionError> {
         if let Display::Memory(canvas) = &mut self.display {
             if canvas.width == 0 || canvas.height == 0 {
                 let (w, h) = self
                     .source
                     .negotiated()
-                    .map_or((640, 480), |n| (n.width as usize, n.height as usize));
+                    .map_or(STATUS_SIZE, |n| (n.width as usize, n.height as usize));
                 canvas.set_size(w, h);
             }
         }

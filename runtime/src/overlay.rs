@@ -13,11 +13,11 @@ use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
 use heapless::{String as HString, Vec as HVec};
 
 use crate::image::{Frame, PixelFormat};
-use crate::limits::{LABEL_TEXT_CAPACITY, MAX_PAIRS};
+use crate::limits::{LABEL_TEXT_CAPACITY, MAX_PAIRS, MAX_PERSONS};
 use crate::scene::{Relation, Scene};
 
-/// Box colours, one per person id.
-const PERSON_COLOURS: [Rgb888; 8] = [
+/// Box colours, one per person id (a frame keeps at most [`MAX_PERSONS`]).
+const PERSON_COLOURS: [Rgb888; MAX_PERSONS] = [
     Rgb888::new(0, 200, 255),
     Rgb888::new(255, 170, 0),
     Rgb888::new(120, 230, 60),
