@@ -11,7 +11,7 @@ use kith::camera::spec::CameraSpec;
 use kith::camera::Negotiated;
 use kith::config::{BoardConfig, Devices};
 use kith::service::{Notifier, StopFlag};
-use kith::session::{Drawing, Session, SessionError, SessionOptions, Step};
+use kith::session::{Session, SessionError, SessionOptions, Step};
 use kith_runtime::alloc_count::{self, CountingAllocator};
 use kith_runtime::Pipeline;
 
@@ -139,7 +139,7 @@ fn run(args: &RunArgs) -> Result<()> {
         threads: None,
         repeat: false,
         pipelined: None,
-        drawing: Drawing::Board,
+        display: None,
         snapshots: args.snapshots.map(|n| n as usize),
         stop: StopFlag::on_signals().context("cannot install the SIGINT/SIGTERM handlers")?,
     };

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use kith_runtime::limits::JSON_LINE_CAPACITY;
 use kith_runtime::Scene;
 
 use crate::OutputError;
@@ -24,7 +25,7 @@ impl JsonLines {
         Ok(JsonLines {
             path: path.to_owned(),
             file: BufWriter::new(file),
-            line: Vec::with_capacity(16 * 1024),
+            line: Vec::with_capacity(JSON_LINE_CAPACITY),
         })
     }
 

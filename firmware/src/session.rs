@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use kith_runtime::canvas::RgbCanvas;
+use kith_runtime::image::RgbImage;
 use kith_runtime::profile::micros_since;
 use kith_runtime::{Pipeline, Scene};
 
@@ -21,6 +21,9 @@ use crate::display::{Display, DisplayError};
 use crate::output::JsonLines;
 use crate::service::StopFlag;
 use crate::OutputError;
+
+/// The size of "camera lost" on an in-memory display that knows no frame size yet.
+const STATUS_SIZE: (usize, usize) = (640, 480);
 
 /// Why a session stopped.
 #[derive(Debug, thiserror::Error)]
@@ -52,17 +55,6 @@ impl SessionError {
     }
 }
 
-/// Where frames are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drawing {
-    /// On the display the board config names.
-    Board,
-    /// Every frame onto an in-memory canvas, written nowhere (benchmarks).
-    Memory,
-    /// No drawing at all.
-    Off,
-}
-
 /// How a session is opened.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
@@ -76,7 +68,8 @@ pub struct SessionOptions {
     pub repeat: bool,
     /// Replaces the board's `pipelined` setting.
     pub pipelined: Option<bool>,
-    pub drawing: Drawing,
+    /// Replaces the board's display (benchmarks: [`DisplaySpec::Memory`] or [`DisplaySpec::None`]).
+    pub display: Option<DisplaySpec>,
     /// Besides the display, a PNG of what it shows every N frames, in OUT/frames/ (with a "png"
     /// display, N replaces its `every`).
     pub snapshots: Option<usize>,
@@ -153,17 +146,14 @@ impl Session {
             .map(|dir| JsonLines::create(&dir.join("results.jsonl")))
             .transpose()?;
         let frames = out.map(|dir| dir.join("frames"));
-        let display = match options.drawing {
-            Drawing::Board => {
-                let mut display = config.display.clone();
-                if let (DisplaySpec::Png { every }, Some(n)) = (&mut display, options.snapshots) {
-                    *every = n;
-                }
-                Display::open(&display, frames.as_deref())?
-            }
-            Drawing::Memory => Display::Memory(RgbCanvas::default()),
-            Drawing::Off => Display::None,
-        };
+        let mut spec = options
+            .display
+            .clone()
+            .unwrap_or_else(|| config.display.clone());
+        if let (DisplaySpec::Png { every }, Some(n)) = (&mut spec, options.snapshots) {
+            *every = n;
+        }
+        let display = Display::open(&spec, frames.as_deref())?;
         let snapshots = match (options.snapshots, &frames) {
             (Some(every), Some(dir)) if display.png().is_none() => {
                 Some(PngSnapshots::create(dir, every, display.resolution())?)
@@ -190,7 +180,7 @@ impl Session {
 
     /// What was drawn last (the annotated frame or the "camera lost" screen) on an in-memory
     /// display.
-    pub fn canvas(&self) -> Option<&RgbCanvas> {
+    pub fn canvas(&self) -> Option<&RgbImage> {
         match &self.display {
             Display::Memory(canvas) => Some(canvas),
             _ => None,
@@ -270,15 +260,15 @@ impl Session {
     }
 
     /// Puts "camera lost" on the display; an in-memory display that has drawn nothing yet takes
-    /// the camera's size (or 640x480).
+    /// the camera's size (or [`STATUS_SIZE`]).
     fn show_camera_lost(&mut self) -> Result<(), SessionError> {
         if let Display::Memory(canvas) = &mut self.display {
-            if canvas.width() == 0 || canvas.height() == 0 {
+            if canvas.width == 0 || canvas.height == 0 {
                 let (w, h) = self
                     .source
                     .negotiated()
-                    .map_or((640, 480), |n| (n.width as usize, n.height as usize));
-                canvas.resize(w, h);
+                    .map_or(STATUS_SIZE, |n| (n.width as usize, n.height as usize));
+                canvas.set_size(w, h);
             }
         }
         self.show_status("camera lost")
@@ -288,10 +278,18 @@ impl Session {
     fn complete(&mut self) -> Result<(), SessionError> {
         // Frames finish in capture order, so the scene's number is also the snapshot's. The
         // snapshot is drawn first so the frame's render time is the display's.
+        let scene = self.pipeline.scene();
+        let (n, width, height) = (scene.frame, scene.width, scene.height);
         if let Some(snapshots) = &mut self.snapshots {
-            snapshots.show_frame(&mut self.pipeline)?;
+            if snapshots.begin_frame(n, width, height) {
+                let Ok(()) = self.pipeline.render(snapshots);
+                snapshots.present()?;
+            }
         }
-        self.display.show_frame(&mut self.pipeline)?;
+        if self.display.begin_frame(n, width, height) {
+            let Ok(()) = self.pipeline.render(&mut self.display);
+            self.display.present()?;
+        }
         let scene = self.pipeline.finish();
         if let Some(results) = &mut self.results {
             results.write(scene, &self.weights, &self.relation_model)?;

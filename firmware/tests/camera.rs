@@ -20,8 +20,9 @@ use kith::camera::decode::FrameDecoder;
 use kith::camera::pipe::PipeSource;
 use kith::camera::{CameraFormat, FrameSource, PipeSettings, Retry, SourceError};
 use kith::config::BoardConfig;
+use kith::display::spec::DisplaySpec;
 use kith::service::StopFlag;
-use kith::session::{Drawing, Session, SessionOptions, Step};
+use kith::session::{Session, SessionOptions, Step};
 use kith_runtime::image::RgbImage;
 
 /// Decodes `bytes` as the sources do and converts the frame to RGB as the pipeline does.
@@ -329,9 +330,9 @@ fn a_pipe_without_a_writer_returns_promptly_on_a_stop_request() {
 }
 
 /// The "camera lost" screen: the status background almost everywhere, white text in the middle.
-fn shows_camera_lost(canvas: &kith_runtime::canvas::RgbCanvas) -> bool {
+fn shows_camera_lost(canvas: &kith_runtime::image::RgbImage) -> bool {
     let background = [40, 0, 0];
-    let (w, h) = (canvas.width(), canvas.height());
+    let (w, h) = (canvas.width, canvas.height);
     let corners = [(0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)];
     let white = (0..h)
         .flat_map(|y| (0..w).map(move |x| (x, y)))
@@ -364,7 +365,7 @@ fn a_session_shows_camera_lost_and_recovers() {
         threads: None,
         repeat: false,
         pipelined: Some(false),
-        drawing: Drawing::Memory,
+        display: Some(DisplaySpec::Memory),
         snapshots: None,
         stop: StopFlag::new(),
     };
@@ -401,7 +402,7 @@ fn a_session_shows_camera_lost_and_recovers() {
         other => panic!("expected the camera to be lost, got {other:?}"),
     }
     let canvas = session.canvas().unwrap();
-    assert_eq!((canvas.width(), canvas.height()), (640, 480));
+    assert_eq!((canvas.width, canvas.height), (640, 480));
     assert!(shows_camera_lost(canvas), "the display says camera lost");
     go.send(()).unwrap();
     assert!(

@@ -10,7 +10,7 @@ use embedded_graphics::prelude::*;
 use kith::display::fbdev::Framebuffer;
 use kith::display::spec::{DisplaySpec, FbPixelFormat, FbdevSpec};
 use kith::display::Display;
-use kith_runtime::canvas::RgbCanvas;
+use kith_runtime::image::RgbImage;
 use kith_runtime::overlay;
 use kith_runtime::{Frame, Person, PixelFormat, Relation, Scene};
 
@@ -71,8 +71,8 @@ where
 }
 
 /// The same drawing on an RGB canvas of `width` x `height`.
-fn expected(width: usize, height: usize, frame: &[u8], scene: &Scene) -> RgbCanvas {
-    let mut canvas = RgbCanvas::new(width, height);
+fn expected(width: usize, height: usize, frame: &[u8], scene: &Scene) -> RgbImage {
+    let mut canvas = RgbImage::new(width, height);
     draw(&mut canvas, frame, scene);
     canvas
 }
@@ -538,7 +538,7 @@ mod spi {
 
         /// Whether the visible part of the controller's memory shows `canvas` the way the
         /// configured rotation turns it, and nothing outside it was written.
-        fn check_shows(&self, canvas: &RgbCanvas, to_ram: impl Fn([u8; 3]) -> u32) {
+        fn check_shows(&self, canvas: &RgbImage, to_ram: impl Fn([u8; 3]) -> u32) {
             let c = &self.config;
             let (w, h) = (c.width as usize, c.height as usize);
             let (ox, oy) = (c.offset_x as usize, c.offset_y as usize);
@@ -593,7 +593,7 @@ mod spi {
         }
         overlay::draw_status(&mut rig.panel, "camera lost").unwrap();
         sent[3] = rig.present();
-        let mut status = RgbCanvas::new(w, h);
+        let mut status = RgbImage::new(w, h);
         overlay::draw_status(&mut status, "camera lost").unwrap();
         rig.check_shows(&status, to_ram);
         sent

@@ -1,5 +1,5 @@
-//! An RGB framebuffer in memory that embedded-graphics can draw on: the host's display, the source
-//! of PNG snapshots, and the target tests read pixels back from.
+//! Drawing on an [`RgbImage`]: embedded-graphics draws on the same RGB image type that frames are
+//! converted into, so the in-memory display, PNG snapshots and tests read pixels back from it.
 
 use std::convert::Infallible;
 
@@ -7,45 +7,19 @@ use embedded_graphics::pixelcolor::{Rgb888, RgbColor};
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::Rectangle;
 
-/// A packed RGB888 image implementing `DrawTarget`.
-#[derive(Debug, Clone, Default)]
-pub struct RgbCanvas {
-    width: usize,
-    height: usize,
-    data: Vec<u8>,
-}
+use crate::image::RgbImage;
 
-impl RgbCanvas {
-    /// A black canvas of `width` x `height` pixels.
+impl RgbImage {
+    /// A black image of `width` x `height` pixels.
     pub fn new(width: usize, height: usize) -> Self {
-        RgbCanvas {
+        RgbImage {
             width,
             height,
             data: vec![0; width * height * 3],
         }
     }
 
-    /// Changes the size, reusing the buffer when it is large enough.
-    pub fn resize(&mut self, width: usize, height: usize) {
-        self.width = width;
-        self.height = height;
-        self.data.resize(width * height * 3, 0);
-    }
-
-    pub fn width(&self) -> usize {
-        self.width
-    }
-
-    pub fn height(&self) -> usize {
-        self.height
-    }
-
-    /// The pixels, packed RGB, row after row.
-    pub fn data(&self) -> &[u8] {
-        &self.data
-    }
-
-    /// The colour at (x, y), or `None` outside the canvas.
+    /// The colour at (x, y), or `None` outside the image.
     pub fn pixel(&self, x: usize, y: usize) -> Option<[u8; 3]> {
         if x >= self.width || y >= self.height {
             return None;
@@ -68,13 +42,13 @@ pub fn pixel_index(p: Point, width: usize, height: usize) -> Option<usize> {
     (x < width && y < height).then_some(y * width + x)
 }
 
-impl OriginDimensions for RgbCanvas {
+impl OriginDimensions for RgbImage {
     fn size(&self) -> Size {
         Size::new(self.width as u32, self.height as u32)
     }
 }
 
-impl DrawTarget for RgbCanvas {
+impl DrawTarget for RgbImage {
     type Color = Rgb888;
     type Error = Infallible;
 

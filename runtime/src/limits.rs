@@ -19,3 +19,7 @@ pub const MAX_FRAME_SIDE: usize = 8192;
 /// The frame size RGB buffers are preallocated for (1080p), so the first frames of a common
 /// camera do not allocate.
 pub const PREALLOCATED_FRAME: (usize, usize) = (1920, 1080);
+
+/// Bytes reserved for one JSON line of results (a frame of [`MAX_PERSONS`] persons and
+/// [`MAX_PAIRS`] pairs fits), so writing a line does not allocate.
+pub const JSON_LINE_CAPACITY: usize = 16 * 1024;

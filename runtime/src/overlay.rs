@@ -13,11 +13,11 @@ use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
 use heapless::{String as HString, Vec as HVec};
 
 use crate::image::{Frame, PixelFormat};
-use crate::limits::{LABEL_TEXT_CAPACITY, MAX_PAIRS};
+use crate::limits::{LABEL_TEXT_CAPACITY, MAX_PAIRS, MAX_PERSONS};
 use crate::scene::{Relation, Scene};
 
-/// Box colours, one per person id.
-const PERSON_COLOURS: [Rgb888; 8] = [
+/// Box colours, one per person id (a frame keeps at most [`MAX_PERSONS`]).
+const PERSON_COLOURS: [Rgb888; MAX_PERSONS] = [
     Rgb888::new(0, 200, 255),
     Rgb888::new(255, 170, 0),
     Rgb888::new(120, 230, 60),
@@ -257,7 +257,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::canvas::RgbCanvas;
+    use crate::image::RgbImage;
     use crate::scene::Person;
     use embedded_graphics::pixelcolor::RgbColor;
 
@@ -319,7 +319,7 @@ mod tests {
     fn boxes_lines_and_badge_land_where_expected() {
         let grey = vec![90u8; 320 * 240 * 3];
         let frame = Frame::packed(320, 240, PixelFormat::Rgb, &grey);
-        let mut canvas = RgbCanvas::new(640, 480);
+        let mut canvas = RgbImage::new(640, 480);
         draw_frame(&mut canvas, &frame).unwrap();
         assert_eq!(canvas.pixel(5, 470), Some([90, 90, 90]));
         draw_scene(&mut canvas, &scene(), true).unwrap();
@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn no_badge_for_trained_weights() {
-        let mut canvas = RgbCanvas::new(640, 480);
+        let mut canvas = RgbImage::new(640, 480);
         draw_scene(&mut canvas, &scene(), false).unwrap();
         let badge = (0..640)
             .filter(|&x| canvas.pixel(x, 8) == Some(colour(BADGE_BACKGROUND)))
@@ -372,7 +372,7 @@ mod tests {
 
     #[test]
     fn status_screen_is_dark_with_white_text_in_the_middle() {
-        let mut canvas = RgbCanvas::new(240, 240);
+        let mut canvas = RgbImage::new(240, 240);
         draw_status(&mut canvas, "camera lost").unwrap();
         assert_eq!(canvas.pixel(2, 2), Some(colour(STATUS_BACKGROUND)));
         let white = (100..140)

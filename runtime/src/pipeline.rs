@@ -14,6 +14,7 @@ use crate::alloc_count::AllocCounts;
 use crate::detect::{DetectorSettings, PersonDetector};
 use crate::error::RunError;
 use crate::image::{Frame, RgbImage};
+use crate::limits::PREALLOCATED_FRAME;
 use crate::model::ModelFile;
 use crate::overlay;
 use crate::profile::{micros_since, Profile};
@@ -179,7 +180,7 @@ impl Pipeline {
             Relate::Here(Box::new(relation))
         };
         let job = || FrameJob {
-            rgb: RgbImage::with_capacity(1920, 1080),
+            rgb: RgbImage::with_capacity(PREALLOCATED_FRAME.0, PREALLOCATED_FRAME.1),
             scene: Scene::default(),
         };
         Ok(Pipeline {

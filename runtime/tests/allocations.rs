@@ -6,7 +6,7 @@ mod common;
 
 use common::{demo_frames, model};
 use kith_runtime::alloc_count::{AllocCounts, CountingAllocator};
-use kith_runtime::canvas::RgbCanvas;
+use kith_runtime::image::RgbImage;
 use kith_runtime::{DetectorSettings, Pipeline, PipelineSettings};
 
 #[global_allocator]
@@ -30,7 +30,7 @@ fn twenty_steady_frames_allocate_nothing_outside_the_models() {
         let frames = demo_frames();
         let weights = pipeline.relation().weights().to_owned();
         let relation_model = pipeline.relation().file_name();
-        let mut canvas = RgbCanvas::new(640, 480);
+        let mut canvas = RgbImage::new(640, 480);
         let mut line = Vec::with_capacity(64 * 1024);
         let mut run_frame = |i: usize, pipeline: &mut Pipeline| {
             let (name, img) = &frames[i % frames.len()];

@@ -1,4 +1,3 @@
-
 //! The config's own tests, and the helpers the camera and display sections' tests share.
 
 use std::path::{Path, PathBuf};

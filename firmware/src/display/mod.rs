@@ -1,6 +1,7 @@
 //! Displays: where annotated frames are drawn. [`Display`] is whichever the board config names
-//! (or what a benchmark asks for); every kind is an embedded-graphics `DrawTarget<Color =
-//! Rgb888>`, so the pipeline's renderer and the status screen draw on it directly.
+//! (or what a benchmark asks for). It is an embedded-graphics `DrawTarget<Color = Rgb888>` that
+//! hands every call to its kind, so whoever renders a frame draws on it directly and then calls
+//! [`Display::present`]; the display knows nothing of what drew on it.
 
 pub mod fb_abi;
 pub mod fbdev;
@@ -13,10 +14,14 @@ pub mod spec;
 #[cfg(feature = "spi")]
 pub mod spidev;
 
+use std::convert::Infallible;
 use std::path::Path;
 
-use kith_runtime::canvas::RgbCanvas;
-use kith_runtime::{overlay, Pipeline};
+use embedded_graphics::pixelcolor::Rgb888;
+use embedded_graphics::prelude::*;
+use embedded_graphics::primitives::Rectangle;
+use kith_runtime::image::RgbImage;
+use kith_runtime::overlay;
 
 use crate::OutputError;
 use fbdev::Framebuffer;
@@ -41,7 +46,7 @@ pub enum Display {
     /// PNG snapshots at each frame's size ("png").
     Png(PngSnapshots),
     /// Every frame onto an in-memory canvas at its size, written nowhere (benchmarks).
-    Memory(RgbCanvas),
+    Memory(RgbImage),
     /// A Linux framebuffer ("fbdev").
     Framebuffer(Framebuffer),
     /// An SPI panel ("spi").
@@ -52,13 +57,14 @@ pub enum Display {
 }
 
 impl Display {
-    /// Opens the display `config` names; PNG snapshots go to `frames` (none without it).
-    pub fn open(config: &DisplaySpec, frames: Option<&Path>) -> Result<Self, DisplayError> {
-        Ok(match config {
+    /// Opens the display `spec` names; PNG snapshots go to `frames` (none without it).
+    pub fn open(spec: &DisplaySpec, frames: Option<&Path>) -> Result<Self, DisplayError> {
+        Ok(match spec {
             DisplaySpec::Png { every } => match frames {
                 Some(dir) => Display::Png(PngSnapshots::create(dir, *every, None)?),
                 None => Display::None,
             },
+            DisplaySpec::Memory => Display::Memory(RgbImage::default()),
             DisplaySpec::None => Display::None,
             DisplaySpec::Fbdev(fb) => Display::Framebuffer(Framebuffer::open(fb)?),
             #[cfg(feature = "spi")]
@@ -68,7 +74,6 @@ impl Display {
 
     /// Width and height of a display with a resolution of its own (a framebuffer or a panel).
     pub fn resolution(&self) -> Option<(usize, usize)> {
-        use embedded_graphics::geometry::OriginDimensions;
         let size = match self {
             Display::Framebuffer(fb) => fb.size(),
             #[cfg(feature = "spi")]
@@ -102,25 +107,32 @@ impl Display {
         }
     }
 
-    /// Draws the pipeline's finished frame (scaled to the display) and shows it.
-    pub fn show_frame(&mut self, pipeline: &mut Pipeline) -> Result<(), DisplayError> {
+    /// Gets ready to show frame number `n` of `width` x `height` pixels: the displays drawn at
+    /// each frame's size take it. `false` when this display does not show the frame (PNG
+    /// snapshots write every Nth; "none" shows nothing), so it need not be drawn.
+    pub fn begin_frame(&mut self, n: u64, width: usize, height: usize) -> bool {
         match self {
-            Display::Png(png) => png.show_frame(pipeline)?,
+            Display::Png(png) => png.begin_frame(n, width, height),
             Display::Memory(canvas) => {
-                let scene = pipeline.scene();
-                canvas.resize(scene.width, scene.height);
-                let Ok(()) = pipeline.render(canvas);
+                canvas.set_size(width, height);
+                true
             }
-            Display::Framebuffer(fb) => {
-                let Ok(()) = pipeline.render(fb);
-                fb.present();
-            }
+            Display::Framebuffer(_) => true,
             #[cfg(feature = "spi")]
-            Display::Panel(panel) => {
-                let Ok(()) = pipeline.render(panel.as_mut());
-                panel.present()?;
-            }
-            Display::None => {}
+            Display::Panel(_) => true,
+            Display::None => false,
+        }
+    }
+
+    /// Shows what was drawn since the last call: copies it to the screen, sends it to the panel
+    /// or writes the PNG.
+    pub fn present(&mut self) -> Result<(), DisplayError> {
+        match self {
+            Display::Png(png) => png.present()?,
+            Display::Framebuffer(fb) => fb.present(),
+            #[cfg(feature = "spi")]
+            Display::Panel(panel) => panel.present()?,
+            Display::Memory(_) | Display::None => {}
         }
         Ok(())
     }
@@ -128,21 +140,79 @@ impl Display {
     /// Shows a full-screen status message (e.g. "camera lost") in place of frames, until the next
     /// frame. PNG snapshots record frames only, so "png" and "none" show nothing.
     pub fn show_status(&mut self, text: &str) -> Result<(), DisplayError> {
-        match self {
-            Display::Memory(canvas) => {
-                let Ok(()) = overlay::draw_status(canvas, text);
-            }
-            Display::Framebuffer(fb) => {
-                let Ok(()) = overlay::draw_status(fb, text);
-                fb.present();
-            }
-            #[cfg(feature = "spi")]
-            Display::Panel(panel) => {
-                let Ok(()) = overlay::draw_status(panel.as_mut(), text);
-                panel.present()?;
-            }
-            Display::Png(_) | Display::None => {}
+        if matches!(self, Display::Png(_) | Display::None) {
+            return Ok(());
         }
-        Ok(())
+        let Ok(()) = overlay::draw_status(self, text);
+        self.present()
+    }
+}
+
+impl OriginDimensions for Display {
+    fn size(&self) -> Size {
+        match self {
+            Display::Png(png) => png.size(),
+            Display::Memory(canvas) => canvas.size(),
+            Display::Framebuffer(fb) => fb.size(),
+            #[cfg(feature = "spi")]
+            Display::Panel(panel) => panel.size(),
+            Display::None => Size::zero(),
+        }
+    }
+}
+
+/// Every drawing call goes to the display's kind, fast paths included.
+impl DrawTarget for Display {
+    type Color = Rgb888;
+    type Error = Infallible;
+
+    fn draw_iter<I>(&mut self, pixels: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Pixel<Self::Color>>,
+    {
+        match self {
+            Display::Png(png) => png.draw_iter(pixels),
+            Display::Memory(canvas) => canvas.draw_iter(pixels),
+            Display::Framebuffer(fb) => fb.draw_iter(pixels),
+            #[cfg(feature = "spi")]
+            Display::Panel(panel) => panel.draw_iter(pixels),
+            Display::None => Ok(()),
+        }
+    }
+
+    fn fill_contiguous<I>(&mut self, area: &Rectangle, colors: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Self::Color>,
+    {
+        match self {
+            Display::Png(png) => png.fill_contiguous(area, colors),
+            Display::Memory(canvas) => canvas.fill_contiguous(area, colors),
+            Display::Framebuffer(fb) => fb.fill_contiguous(area, colors),
+            #[cfg(feature = "spi")]
+            Display::Panel(panel) => panel.fill_contiguous(area, colors),
+            Display::None => Ok(()),
+        }
+    }
+
+    fn fill_solid(&mut self, area: &Rectangle, color: Self::Color) -> Result<(), Self::Error> {
+        match self {
+            Display::Png(png) => png.fill_solid(area, color),
+            Display::Memory(canvas) => canvas.fill_solid(area, color),
+            Display::Framebuffer(fb) => fb.fill_solid(area, color),
+            #[cfg(feature = "spi")]
+            Display::Panel(panel) => panel.fill_solid(area, color),
+            Display::None => Ok(()),
+        }
+    }
+
+    fn clear(&mut self, color: Self::Color) -> Result<(), Self::Error> {
+        match self {
+            Display::Png(png) => png.clear(color),
+            Display::Memory(canvas) => canvas.clear(color),
+            Display::Framebuffer(fb) => fb.clear(color),
+            #[cfg(feature = "spi")]
+            Display::Panel(panel) => panel.clear(color),
+            Display::None => Ok(()),
+        }
     }
 }

@@ -2,14 +2,17 @@
 //! frame is drawn on an in-memory RGB canvas (at a fixed size, or at the frame's own) and written
 //! to OUT/frames/NNNNNN.png, NNNNNN being the frame's number.
 
+use std::convert::Infallible;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
+use embedded_graphics::pixelcolor::Rgb888;
+use embedded_graphics::prelude::*;
+use embedded_graphics::primitives::Rectangle;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
-use kith_runtime::canvas::RgbCanvas;
-use kith_runtime::Pipeline;
+use kith_runtime::image::RgbImage;
 
 use crate::OutputError;
 
@@ -17,9 +20,11 @@ use crate::OutputError;
 pub struct PngSnapshots {
     dir: PathBuf,
     every: u64,
-    canvas: RgbCanvas,
+    canvas: RgbImage,
     /// Width and height of the snapshots; `None` draws at each frame's size.
     size: Option<(usize, usize)>,
+    /// The number of the frame being drawn, when it is one to write.
+    pending: Option<u64>,
 }
 
 impl PngSnapshots {
@@ -35,8 +40,9 @@ impl PngSnapshots {
         Ok(PngSnapshots {
             dir: dir.to_owned(),
             every: every.max(1) as u64,
-            canvas: RgbCanvas::default(),
+            canvas: RgbImage::default(),
             size,
+            pending: None,
         })
     }
 
@@ -45,18 +51,25 @@ impl PngSnapshots {
         &self.dir
     }
 
-    /// Draws the pipeline's finished frame and writes it, if its number is one to write.
-    pub fn show_frame(&mut self, pipeline: &mut Pipeline) -> Result<(), OutputError> {
-        let scene = pipeline.scene();
-        let n = scene.frame;
+    /// Gets ready to draw frame number `n` of `width` x `height` pixels; `false` when its number
+    /// is not one to write.
+    pub fn begin_frame(&mut self, n: u64, width: usize, height: usize) -> bool {
         if !n.is_multiple_of(self.every) {
-            return Ok(());
+            self.pending = None;
+            return false;
         }
-        let (w, h) = self.size.unwrap_or((scene.width, scene.height));
-        self.canvas.resize(w, h);
-        let Ok(()) = pipeline.render(&mut self.canvas);
-        self.write(n)?;
-        Ok(())
+        let (w, h) = self.size.unwrap_or((width, height));
+        self.canvas.set_size(w, h);
+        self.pending = Some(n);
+        true
+    }
+
+    /// Writes what was drawn since [`PngSnapshots::begin_frame`] as that frame's snapshot.
+    pub fn present(&mut self) -> Result<(), OutputError> {
+        match self.pending.take() {
+            Some(n) => self.write(n),
+            None => Ok(()),
+        }
     }
 
     /// Writes the canvas as frame `n`'s snapshot.
@@ -72,11 +85,45 @@ impl PngSnapshots {
         let canvas = &self.canvas;
         encoder
             .write_image(
-                canvas.data(),
-                canvas.width() as u32,
-                canvas.height() as u32,
+                &canvas.data,
+                canvas.width as u32,
+                canvas.height as u32,
                 ExtendedColorType::Rgb8,
             )
             .map_err(|e| OutputError::new(&path, format!("cannot write: {e}")))
+    }
+}
+
+impl OriginDimensions for PngSnapshots {
+    fn size(&self) -> Size {
+        self.canvas.size()
+    }
+}
+
+/// Drawing goes to the canvas the next snapshot is written from.
+impl DrawTarget for PngSnapshots {
+    type Color = Rgb888;
+    type Error = Infallible;
+
+    fn draw_iter<I>(&mut self, pixels: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Pixel<Self::Color>>,
+    {
+        self.canvas.draw_iter(pixels)
+    }
+
+    fn fill_contiguous<I>(&mut self, area: &Rectangle, colors: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Self::Color>,
+    {
+        self.canvas.fill_contiguous(area, colors)
+    }
+
+    fn fill_solid(&mut self, area: &Rectangle, color: Self::Color) -> Result<(), Self::Error> {
+        self.canvas.fill_solid(area, color)
+    }
+
+    fn clear(&mut self, color: Self::Color) -> Result<(), Self::Error> {
+        self.canvas.clear(color)
     }
 }

@@ -34,6 +34,9 @@ pub enum DisplaySpec {
     Png {
         every: usize,
     },
+    /// Every frame onto an in-memory canvas at its size, written nowhere (benchmarks and tests;
+    /// no board config names it).
+    Memory,
     None,
     Fbdev(FbdevSpec),
     #[cfg(feature = "spi")]

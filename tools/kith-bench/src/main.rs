@@ -15,10 +15,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use kith::config::BoardConfig;
+use kith::display::spec::DisplaySpec;
 use kith::service::StopFlag;
-use kith::session::{Drawing, Session, SessionOptions, Step};
+use kith::session::{Session, SessionOptions, Step};
 use kith_runtime::alloc_count::CountingAllocator;
 use kith_runtime::model::ModelFile;
 use kith_runtime::profile::Stage;
@@ -55,12 +56,18 @@ enum Command {
     },
 }
 
-#[derive(Copy, Clone, Debug, ValueEnum)]
-enum Display {
-    /// Draw every frame onto an in-memory canvas (the render stage is measured).
-    Memory,
-    /// No drawing.
-    None,
+/// `--display`: where kith-bench draws, as the display spec a session takes.
+fn display_choice() -> impl clap::builder::TypedValueParser<Value = DisplaySpec> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new([
+        PossibleValue::new("memory")
+            .help("Draw every frame onto an in-memory canvas (the render stage is measured)"),
+        PossibleValue::new("none").help("No drawing"),
+    ])
+    .map(|name| match name.as_str() {
+        "memory" => DisplaySpec::Memory,
+        _ => DisplaySpec::None,
+    })
 }
 
 #[derive(Args)]
@@ -83,8 +90,8 @@ struct BenchArgs {
     /// Folder for report.json, report.csv and chart.svg.
     #[arg(long, default_value = "bench-out")]
     out: PathBuf,
-    #[arg(long, value_enum, default_value_t = Display::Memory)]
-    display: Display,
+    #[arg(long, value_parser = display_choice(), default_value = "memory")]
+    display: DisplaySpec,
     /// Relate frame t on a second thread while frame t+1 is detected (default: the board's setting).
     #[arg(long)]
     pipelined: bool,
@@ -183,10 +190,7 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
         threads: args.threads,
         repeat: true,
         pipelined: args.pipelined.then_some(true),
-        drawing: match args.display {
-            Display::Memory => Drawing::Memory,
-            Display::None => Drawing::Off,
-        },
+        display: Some(args.display.clone()),
         snapshots: None,
         stop: StopFlag::on_signals()?,
     };

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use image::RgbImage;
-use kith_runtime::canvas::RgbCanvas;
 use kith_runtime::overlay::draw_status;
 use kith_vm::compare::compare;
 use kith_vm::fb::Geometry;
@@ -82,8 +81,9 @@ fn main() -> Result<()> {
 
 /// The full screen as kith's `draw_status` draws it.
 fn status_screen(geometry: &Geometry, text: &str) -> Result<RgbImage> {
-    let mut canvas = RgbCanvas::new(geometry.width as usize, geometry.height as usize);
+    let mut canvas =
+        kith_runtime::image::RgbImage::new(geometry.width as usize, geometry.height as usize);
     let Ok(()) = draw_status(&mut canvas, text);
-    RgbImage::from_raw(geometry.width, geometry.height, canvas.data().to_vec())
+    RgbImage::from_raw(geometry.width, geometry.height, canvas.data)
         .context("the status canvas has the wrong size")
 }
