@@ -1,6 +1,7 @@
 //! kith's own pixel loops against the libraries that could replace them, on the frame sizes the
 //! pipeline sees: camera frames of 640x480 and 1280x720 in every raw format the cameras deliver
-//! converted to RGB (kith vs yuvutils-rs), and the three resizes a frame goes through, each as the
+//! converted to RGB (kith's per-pixel loop vs yuvutils-rs; `RgbImage::convert_from` runs yuvutils-rs
+//! for GREY and 4:2:2, and the loop kept here is the one it replaced), and the three resizes a frame goes through, each as the
 //! whole stage the pipeline needs (kith vs fast_image_resize):
 //! - detector input: 416x416 letterboxed, CHW f32 in 0..1;
 //! - GRITv2-S input: 224x224 stretched, CHW f32 in 0..1;
@@ -22,11 +23,12 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use kith_runtime::alloc_count::{AllocCounts, CountingAllocator};
 use kith_runtime::canvas::RgbCanvas;
-use kith_runtime::image::{resize_into_chw, rgb_to_yuv, Frame, PixelFormat, Resize, RgbImage};
+use kith_runtime::image::{
+    resize_into_chw, rgb_to_yuv, yuv_to_rgb, Frame, PixelFormat, Resize, RgbImage,
+};
 use kith_runtime::overlay::draw_frame;
 use yuvutils_rs::{
-    uyvy422_to_rgb, yuv400_to_rgb, yuv420_to_rgb, yuv_nv12_to_rgb, yuyv422_to_rgb,
-    YuvBiPlanarImage, YuvConversionMode, YuvGrayImage, YuvPackedImage, YuvPlanarImage, YuvRange,
+    yuv420_to_rgb, yuv_nv12_to_rgb, YuvBiPlanarImage, YuvConversionMode, YuvPlanarImage, YuvRange,
     YuvStandardMatrix,
 };
 
@@ -68,9 +70,11 @@ fn encode(img: &RgbImage, format: PixelFormat) -> Vec<u8> {
     match format {
         PixelFormat::Rgb => out.extend_from_slice(&img.data),
         PixelFormat::Bgr => out.extend(img.data.chunks(3).flat_map(|p| [p[2], p[1], p[0]])),
-        PixelFormat::Grey => out.extend((0..h).flat_map(|y| (0..w).map(move |x| (y, x))).map(
-            |(y, x)| yuv(x, y)[0],
-        )),
+        PixelFormat::Grey => out.extend(
+            (0..h)
+                .flat_map(|y| (0..w).map(move |x| (y, x)))
+                .map(|(y, x)| yuv(x, y)[0]),
+        ),
         PixelFormat::Yuyv | PixelFormat::Uyvy => {
             for y in 0..h {
                 for x in (0..w).step_by(2) {
@@ -85,8 +89,16 @@ fn encode(img: &RgbImage, format: PixelFormat) -> Vec<u8> {
             }
         }
         PixelFormat::Nv12 | PixelFormat::Yuv420 => {
-            out.extend((0..h).flat_map(|y| (0..w).map(move |x| (y, x))).map(|(y, x)| yuv(x, y)[0]));
-            let blocks = || (0..h).step_by(2).flat_map(|y| (0..w).step_by(2).map(move |x| (y, x)));
+            out.extend(
+                (0..h)
+                    .flat_map(|y| (0..w).map(move |x| (y, x)))
+                    .map(|(y, x)| yuv(x, y)[0]),
+            );
+            let blocks = || {
+                (0..h)
+                    .step_by(2)
+                    .flat_map(|y| (0..w).step_by(2).map(move |x| (y, x)))
+            };
             if format == PixelFormat::Nv12 {
                 out.extend(blocks().flat_map(|(y, x)| {
                     let [_, u, v] = yuv(x, y);
@@ -101,71 +113,76 @@ fn encode(img: &RgbImage, format: PixelFormat) -> Vec<u8> {
     out
 }
 
-/// The frame's conversion to RGB by yuvutils-rs (BT.601 limited range, as kith's loop).
-fn yuvutils_to_rgb(frame: &Frame, dst: &mut RgbImage) {
+/// kith's own per-pixel GREY and 4:2:2 loop, as `RgbImage::convert_from` ran it before it took
+/// yuvutils-rs: the baseline this benchmark keeps so the choice can be measured again.
+fn kith_loop_to_rgb(frame: &Frame, dst: &mut RgbImage) {
+    dst.set_size(frame.width, frame.height);
+    let (w, h, s) = (frame.width, frame.height, frame.stride);
+    let (src, dst) = (frame.data, &mut dst.data);
+    match frame.format {
+        PixelFormat::Grey => {
+            for y in 0..h {
+                let row = &src[y * s..y * s + w];
+                for (o, &g) in dst[y * w * 3..(y + 1) * w * 3].chunks_exact_mut(3).zip(row) {
+                    o.copy_from_slice(&[g, g, g]);
+                }
+            }
+        }
+        PixelFormat::Yuyv | PixelFormat::Uyvy => {
+            let (yo, uo, vo) = if frame.format == PixelFormat::Yuyv {
+                (0, 1, 3)
+            } else {
+                (1, 0, 2)
+            };
+            for y in 0..h {
+                let row = &src[y * s..y * s + w * 2];
+                for x in 0..w {
+                    let pair = &row[(x / 2) * 4..(x / 2) * 4 + 4];
+                    let luma = pair[yo + 2 * (x % 2)];
+                    let px = yuv_to_rgb(luma, pair[uo], pair[vo]);
+                    dst[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&px);
+                }
+            }
+        }
+        _ => {
+            unreachable!("RGB24 and 4:2:0 still run kith's loop")
+        }
+    }
+}
+
+/// A 4:2:0 frame converted by yuvutils-rs (BT.601 limited range), which `convert_from` does not
+/// take: it truncates where kith's loop rounds.
+fn yuvutils_420_to_rgb(frame: &Frame, dst: &mut RgbImage) {
     dst.set_size(frame.width, frame.height);
     let (w, h, s) = (frame.width as u32, frame.height as u32, frame.stride as u32);
     let (range, matrix) = (YuvRange::Limited, YuvStandardMatrix::Bt601);
-    let rgb_stride = w * 3;
     let luma_len = frame.stride * frame.height;
-    let result = match frame.format {
-        PixelFormat::Yuyv | PixelFormat::Uyvy => {
-            let packed = YuvPackedImage {
-                yuy: frame.data,
-                yuy_stride: s,
-                width: w,
-                height: h,
-            };
-            if frame.format == PixelFormat::Yuyv {
-                yuyv422_to_rgb(&packed, &mut dst.data, rgb_stride, range, matrix)
-            } else {
-                uyvy422_to_rgb(&packed, &mut dst.data, rgb_stride, range, matrix)
-            }
-        }
-        PixelFormat::Nv12 => {
-            let image = YuvBiPlanarImage {
-                y_plane: &frame.data[..luma_len],
-                y_stride: s,
-                uv_plane: &frame.data[luma_len..],
-                uv_stride: s,
-                width: w,
-                height: h,
-            };
-            yuv_nv12_to_rgb(
-                &image,
-                &mut dst.data,
-                rgb_stride,
-                range,
-                matrix,
-                YuvConversionMode::Balanced,
-            )
-        }
-        PixelFormat::Yuv420 => {
-            let cs = frame.stride.div_ceil(2);
-            let chroma_len = cs * frame.height.div_ceil(2);
-            let image = YuvPlanarImage {
-                y_plane: &frame.data[..luma_len],
-                y_stride: s,
-                u_plane: &frame.data[luma_len..luma_len + chroma_len],
-                u_stride: cs as u32,
-                v_plane: &frame.data[luma_len + chroma_len..luma_len + 2 * chroma_len],
-                v_stride: cs as u32,
-                width: w,
-                height: h,
-            };
-            yuv420_to_rgb(&image, &mut dst.data, rgb_stride, range, matrix)
-        }
-        PixelFormat::Grey => {
-            let image = YuvGrayImage {
-                y_plane: frame.data,
-                y_stride: s,
-                width: w,
-                height: h,
-            };
-            // Full range: GREY bytes are copied to all three channels, as kith does.
-            yuv400_to_rgb(&image, &mut dst.data, rgb_stride, YuvRange::Full, matrix)
-        }
-        PixelFormat::Rgb | PixelFormat::Bgr => unreachable!("no library needed for RGB24"),
+    let (y_plane, chroma) = frame.data.split_at(luma_len);
+    let result = if frame.format == PixelFormat::Nv12 {
+        let image = YuvBiPlanarImage {
+            y_plane,
+            y_stride: s,
+            uv_plane: chroma,
+            uv_stride: s,
+            width: w,
+            height: h,
+        };
+        let mode = YuvConversionMode::Balanced;
+        yuv_nv12_to_rgb(&image, &mut dst.data, w * 3, range, matrix, mode)
+    } else {
+        let cs = frame.stride.div_ceil(2);
+        let (u_plane, v_plane) = chroma.split_at(cs * frame.height.div_ceil(2));
+        let image = YuvPlanarImage {
+            y_plane,
+            y_stride: s,
+            u_plane,
+            u_stride: cs as u32,
+            v_plane,
+            v_stride: cs as u32,
+            width: w,
+            height: h,
+        };
+        yuv420_to_rgb(&image, &mut dst.data, w * 3, range, matrix)
     };
     result.expect("valid frame");
 }
@@ -196,8 +213,13 @@ impl LibraryResize {
             }
         };
         let (ox, oy) = ((side - iw) / 2, (side - ih) / 2);
-        let from = ImageRef::new(src.width as u32, src.height as u32, src.data, PixelType::U8x3)
-            .expect("packed RGB frame");
+        let from = ImageRef::new(
+            src.width as u32,
+            src.height as u32,
+            src.data,
+            PixelType::U8x3,
+        )
+        .expect("packed RGB frame");
         let buf = &mut self.resized[..iw * ih * 3];
         let mut to = Image::from_slice_u8(iw as u32, ih as u32, buf, PixelType::U8x3)
             .expect("buffer of the resized size");
@@ -230,10 +252,16 @@ impl LibraryScale {
         let size = target.size();
         let (tw, th) = (size.width as usize, size.height as usize);
         self.scaled.set_size(tw, th);
-        let from = ImageRef::new(src.width as u32, src.height as u32, src.data, PixelType::U8x3)
-            .expect("packed RGB frame");
-        let mut to = Image::from_slice_u8(tw as u32, th as u32, &mut self.scaled.data, PixelType::U8x3)
-            .expect("buffer of the target's size");
+        let from = ImageRef::new(
+            src.width as u32,
+            src.height as u32,
+            src.data,
+            PixelType::U8x3,
+        )
+        .expect("packed RGB frame");
+        let mut to =
+            Image::from_slice_u8(tw as u32, th as u32, &mut self.scaled.data, PixelType::U8x3)
+                .expect("buffer of the target's size");
         let options = ResizeOptions::new().resize_alg(ResizeAlg::Nearest);
         self.resizer
             .resize(&from, &mut to, &options)
@@ -277,32 +305,63 @@ fn to_rgb(c: &mut Criterion) {
         ] {
             let bytes = encode(&img, format);
             let frame = Frame::packed(w, h, format, &bytes);
-            let mut out = RgbImage::with_capacity(w, h);
+            let mut shipped = RgbImage::with_capacity(w, h);
             let id = format!("{format:?} {w}x{h}");
-            group.bench_function(BenchmarkId::new("kith", &id), |b| {
-                b.iter(|| out.convert_from(black_box(&frame)).expect("valid frame"))
+            // What `convert_from` runs: yuvutils-rs for GREY and 4:2:2, kith's loop for the rest.
+            let library_shipped = matches!(
+                format,
+                PixelFormat::Grey | PixelFormat::Yuyv | PixelFormat::Uyvy
+            );
+            let name = if library_shipped {
+                "yuvutils-rs"
+            } else {
+                "kith"
+            };
+            group.bench_function(BenchmarkId::new(name, &id), |b| {
+                b.iter(|| {
+                    shipped
+                        .convert_from(black_box(&frame))
+                        .expect("valid frame")
+                })
             });
             if format == PixelFormat::Rgb {
                 continue;
             }
-            let mut lib = RgbImage::with_capacity(w, h);
-            yuvutils_to_rgb(&frame, &mut lib);
-            out.convert_from(&frame).expect("valid frame");
-            let max_diff = out
+            let mut other = RgbImage::with_capacity(w, h);
+            let run_other = |dst: &mut RgbImage| {
+                if library_shipped {
+                    kith_loop_to_rgb(&frame, dst)
+                } else {
+                    yuvutils_420_to_rgb(&frame, dst)
+                }
+            };
+            run_other(&mut other);
+            let max_diff = other
                 .data
                 .iter()
-                .zip(&lib.data)
+                .zip(&shipped.data)
                 .map(|(a, b)| a.abs_diff(*b))
                 .max()
                 .unwrap_or(0);
-            println!("{id}: yuvutils-rs differs from kith by at most {max_diff} levels");
-            report_allocations(
-                &id,
-                allocations_per_call(|| out.convert_from(&frame).expect("valid frame")),
-                allocations_per_call(|| yuvutils_to_rgb(&frame, &mut lib)),
-            );
-            group.bench_function(BenchmarkId::new("yuvutils-rs", &id), |b| {
-                b.iter(|| yuvutils_to_rgb(black_box(&frame), &mut lib))
+            println!("{id}: yuvutils-rs and kith's loop differ by at most {max_diff} levels");
+            let (kith_allocs, library_allocs) = {
+                let shipped_allocs =
+                    allocations_per_call(|| shipped.convert_from(&frame).expect("valid frame"));
+                let other_allocs = allocations_per_call(|| run_other(&mut other));
+                if library_shipped {
+                    (other_allocs, shipped_allocs)
+                } else {
+                    (shipped_allocs, other_allocs)
+                }
+            };
+            report_allocations(&id, kith_allocs, library_allocs);
+            let other_name = if library_shipped {
+                "kith"
+            } else {
+                "yuvutils-rs"
+            };
+            group.bench_function(BenchmarkId::new(other_name, &id), |b| {
+                b.iter(|| run_other(black_box(&mut other)))
             });
         }
     }
@@ -315,7 +374,11 @@ fn model_inputs(c: &mut Criterion) {
         let img = picture(w, h);
         let frame = img.as_frame();
         for (stage, side, mode) in [
-            ("detector 416 letterbox", DETECTOR_SIDE, Resize::Letterbox { pad: 0.5 }),
+            (
+                "detector 416 letterbox",
+                DETECTOR_SIDE,
+                Resize::Letterbox { pad: 0.5 },
+            ),
             ("grit 224 stretch", RELATION_SIDE, Resize::Stretch),
         ] {
             let id = format!("{stage} from {w}x{h}");
