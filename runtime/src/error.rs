@@ -28,6 +28,13 @@ pub enum Error {
     /// A frame's size, format or buffer length is inconsistent.
     #[error("bad frame: {0}")]
     Frame(String),
+    /// yuvutils-rs refused a frame's layout while converting it to RGB.
+    #[error("bad frame: cannot convert {format:?} to RGB")]
+    Convert {
+        format: crate::image::PixelFormat,
+        #[source]
+        source: yuvutils_rs::YuvError,
+    },
     /// A setting is out of its range.
     #[error("setting `{field}`: {detail}")]
     Setting { field: &'static str, detail: String },
