@@ -358,6 +358,10 @@ fn default_nms() -> f32 {
 #[serde(deny_unknown_fields)]
 pub struct RelationConfig {
     pub model: PathBuf,
+    /// A second relation model file (e.g. the FP32 one next to an INT8 `model`): kith times both
+    /// at start-up and runs the faster (kith_runtime::relation_choice).
+    #[serde(default)]
+    pub fallback_model: Option<PathBuf>,
 }
 
 impl BoardConfig {
@@ -419,6 +423,9 @@ impl BoardConfig {
         }
         resolve(&mut self.detector.model);
         resolve(&mut self.relation.model);
+        if let Some(fallback) = &mut self.relation.fallback_model {
+            resolve(fallback);
+        }
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -453,10 +460,14 @@ impl BoardConfig {
         }
         self.decoder()?;
         self.resize()?;
+        let fallback = self.relation.fallback_model.as_ref();
         for (field, p) in [
             ("detector.model", &d.model),
             ("relation.model", &self.relation.model),
-        ] {
+        ]
+        .into_iter()
+        .chain(fallback.map(|p| ("relation.fallback_model", p)))
+        {
             if !p.is_file() {
                 return Err(format!("field `{field}`: {} is not a file", p.display()));
             }
@@ -880,6 +891,13 @@ model = "Cargo.toml"
                     "[relation]\nmodel = \"missing.onnx\"",
                 ),
                 "`relation.model`",
+            ),
+            (
+                GOOD.replace(
+                    "[relation]\nmodel = \"Cargo.toml\"",
+                    "[relation]\nmodel = \"Cargo.toml\"\nfallback_model = \"missing.onnx\"",
+                ),
+                "`relation.fallback_model`",
             ),
             (
                 GOOD.replace("[detector]\n", "[detector]\nscore_threshold = 1.5\n"),

@@ -21,6 +21,7 @@ pub mod overlay;
 pub mod pipeline;
 pub mod profile;
 pub mod relate;
+pub mod relation_choice;
 pub mod scene;
 
 pub use detect::{DetectorSettings, PersonDetector};
