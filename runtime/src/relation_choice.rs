@@ -45,20 +45,24 @@ pub struct Choice {
 }
 
 impl std::fmt::Display for Choice {
-    /// E.g. `gritv2-s.int8.onnx, faster here than fallback gritv2-s.fp32.onnx: 56.1 ms against
-    /// 88.4 ms (best of 2 timed runs each, after a warm-up)`.
+    /// E.g. `gritv2-s.int8.onnx, faster here than the fallback gritv2-s.fp32.onnx: 56.1 ms against
+    /// 88.4 ms (best of 2 timed runs each after a warm-up; with none, the warm-up counts)`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ms = |t: &Timing| t.best.as_secs_f64() * 1e3;
         let timed = |t: &Timing| t.runs.saturating_sub(1);
         let runs = if timed(&self.kept) == timed(&self.dropped) {
-            format!("{} each", timed(&self.kept))
+            format!("{} timed runs each", timed(&self.kept))
         } else {
-            format!("{} and {}", timed(&self.kept), timed(&self.dropped))
+            format!(
+                "{} and {} timed runs",
+                timed(&self.kept),
+                timed(&self.dropped)
+            )
         };
         write!(
             f,
-            "{}, faster here than {} {}: {:.1} ms against {:.1} ms (best of {runs} timed runs after a \
-             warm-up; a file with no timed run counts its warm-up)",
+            "{}, faster here than {} {}: {:.1} ms against {:.1} ms (best of {runs} after a warm-up; \
+             with none, the warm-up counts)",
             file_name_of(&self.kept.path),
             if self.fallback_kept {
                 "the model"
