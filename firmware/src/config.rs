@@ -198,6 +198,10 @@ pub struct DetectorSpec {
 #[serde(deny_unknown_fields)]
 pub struct RelationConfig {
     pub model: PathBuf,
+    /// A second relation model file (e.g. the FP32 one next to an INT8 `model`): kith times both
+    /// at start-up and runs the faster (kith_runtime::relation_choice).
+    #[serde(default)]
+    pub fallback_model: Option<PathBuf>,
 }
 
 impl BoardConfig {
@@ -253,11 +257,16 @@ impl BoardConfig {
         let detector = raw.detector.into_spec(base)?;
         let relation = RelationConfig {
             model: resolve(base, raw.relation.model),
+            fallback_model: raw.relation.fallback_model.map(|p| resolve(base, p)),
         };
+        let fallback = relation.fallback_model.as_ref();
         for (field, p) in [
             ("detector.model", &detector.model),
             ("relation.model", &relation.model),
-        ] {
+        ]
+        .into_iter()
+        .chain(fallback.map(|p| ("relation.fallback_model", p)))
+        {
             if !p.is_file() {
                 return Err(FieldError::WrongKind {
                     field,

@@ -118,9 +118,20 @@ fn check(board: &Path, devices: Devices) -> Result<()> {
         config.pipeline_settings(),
     )
     .map_err(SessionError::from)?;
+    // The fallback must meet the relation model contract too; which of the two is faster is
+    // decided when `kith run` starts.
+    let fallback = match &config.relation.fallback_model {
+        Some(path) => {
+            let threads = config.pipeline_settings().threads;
+            let model = kith_runtime::relation_choice::load_fallback(path, threads)
+                .map_err(|e| SessionError::from(kith_runtime::Error::from(e)))?;
+            format!("; fallback {}", model.model().file_name())
+        }
+        None => String::new(),
+    };
     let (w, h) = pipeline.detector().input_size();
     println!(
-        "{}: ok (board \"{}\"; detector {} {w}x{h}; relations {} weights={})",
+        "{}: ok (board \"{}\"; detector {} {w}x{h}; relations {} weights={}{fallback})",
         board.display(),
         config.name,
         pipeline.detector().model().file_name(),
@@ -280,6 +291,9 @@ fn print_banner(config: &BoardConfig, pipeline: &Pipeline) {
         pipeline.relation().path().display(),
         pipeline.relation().weights()
     );
+    if let Some(choice) = pipeline.relation().choice() {
+        println!("  running   {choice}");
+    }
     let cpu = kith_runtime::model::tract_isa();
     let mut kernels = pipeline.detector().model().matmul_kernels();
     kernels.extend(pipeline.relation().matmul_kernels().iter().cloned());

@@ -43,15 +43,21 @@ pub enum SessionError {
 impl SessionError {
     /// Whether the error is in the board config or its model files (exit status 2).
     pub fn is_config(&self) -> bool {
+        use kith_runtime::relation_choice::ChoiceError;
         use kith_runtime::Error as E;
-        matches!(
-            self,
-            SessionError::Config(_)
-                | SessionError::Display(DisplayError::Geometry { .. })
-                | SessionError::Pipeline(
-                    E::ModelLoad { .. } | E::ModelContract { .. } | E::Setting { .. }
-                )
-        )
+        match self {
+            SessionError::Pipeline(E::RelationChoice(choice)) => {
+                matches!(**choice, ChoiceError::Fallback(_))
+            }
+            _ => matches!(
+                self,
+                SessionError::Config(_)
+                    | SessionError::Display(DisplayError::Geometry { .. })
+                    | SessionError::Pipeline(
+                        E::ModelLoad { .. } | E::ModelContract { .. } | E::Setting { .. }
+                    )
+            ),
+        }
     }
 }
 
@@ -136,7 +142,12 @@ impl Session {
         if let Some(pipelined) = options.pipelined {
             settings.pipelined = pipelined;
         }
-        let pipeline = Pipeline::load(&config.detector.model, &config.relation.model, settings)?;
+        let pipeline = Pipeline::load_with_fallback(
+            &config.detector.model,
+            &config.relation.model,
+            config.relation.fallback_model.as_deref(),
+            settings,
+        )?;
         let out = options.out.as_deref();
         if let Some(dir) = out {
             std::fs::create_dir_all(dir)

@@ -38,6 +38,16 @@ fn demo_config_with_absolute_paths() -> String {
         )
 }
 
+/// board-configs/demo.toml with absolute paths and no `fallback_model`.
+fn demo_config_without_fallback() -> String {
+    let demo = demo_config_with_absolute_paths();
+    assert!(demo.contains("\nfallback_model = "), "{demo}");
+    demo.lines()
+        .filter(|l| !l.starts_with("fallback_model"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -164,10 +174,13 @@ fn run_skips_corrupt_images_and_writes_the_documented_json() {
     std::fs::write(src.join("b.jpg"), b"\xff\xd8\xff\xe0 truncated").unwrap();
     std::fs::copy(frames.join("frame_012.jpg"), src.join("c.jpg")).unwrap();
     let out_dir = temp_dir("out");
+    // The demo board without its fallback file: the INT8 file runs, whatever this CPU's timings.
+    let board = out_dir.join("board.toml");
+    std::fs::write(&board, demo_config_without_fallback()).unwrap();
     let out = kith(&[
         "run",
         "--board",
-        "board-configs/demo.toml",
+        board.to_str().unwrap(),
         "--source",
         src.to_str().unwrap(),
         "--out",
@@ -331,5 +344,69 @@ fn pipelined_runs_give_the_same_results_in_order() {
         assert_eq!(labels(x), labels(y));
     }
     assert!(pipe_out.join("frames/000015.png").is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn with_a_fallback_the_banner_and_the_json_name_the_faster_file() {
+    let out_dir = temp_dir("fallback");
+    let out = kith(&[
+        "run",
+        "--frames",
+        "1",
+        "--board",
+        "board-configs/demo.toml",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // "  running   KEPT, faster here than the fallback DROPPED: X ms against Y ms (...)"
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("  running   "))
+        .unwrap_or_else(|| panic!("no `running` line in the banner: {stdout}"));
+    let (kept, rest) = line.split_once(", faster here than the ").unwrap();
+    let (role, rest) = rest.split_once(' ').unwrap();
+    let (dropped, rest) = rest.split_once(": ").unwrap();
+    let ms: Vec<f64> = rest
+        .split(" ms")
+        .take(2)
+        .map(|s| s.trim_start_matches(" against ").parse().unwrap())
+        .collect();
+    assert!(ms[0] <= ms[1], "kept the slower file: {line}");
+    let files = ["gritv2-s.int8.onnx", "gritv2-s.fp32.onnx"];
+    let expected_dropped = if kept == files[0] { files[1] } else { files[0] };
+    assert!(files.contains(&kept), "{line}");
+    assert_eq!(dropped, expected_dropped, "{line}");
+    assert_eq!(role == "fallback", kept == files[0], "{line}");
+    assert!(
+        stdout.contains(&format!("/models/{kept} (weights")),
+        "the relations line names another file: {stdout}"
+    );
+    let results = read_results(&out_dir);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["relation_model"], kept);
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+#[test]
+fn a_fallback_that_is_no_relation_model_fails_check_with_exit_2_naming_the_field() {
+    let dir = temp_dir("bad-fallback");
+    let board = dir.join("board.toml");
+    std::fs::write(
+        &board,
+        demo_config_with_absolute_paths()
+            .replace("models/gritv2-s.fp32.onnx", "models/person-detector.onnx"),
+    )
+    .unwrap();
+    let out = kith(&["check", "--board", board.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("relation.fallback_model") && err.contains("person-detector.onnx"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

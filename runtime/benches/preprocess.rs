@@ -22,7 +22,6 @@ use embedded_graphics::primitives::Rectangle;
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use kith_runtime::alloc_count::{AllocCounts, CountingAllocator};
-use kith_runtime::canvas::RgbCanvas;
 use kith_runtime::image::{
     resize_into_chw, rgb_to_yuv, yuv_to_rgb, Frame, PixelFormat, Resize, RgbImage,
 };
@@ -248,7 +247,7 @@ struct LibraryScale {
 }
 
 impl LibraryScale {
-    fn run(&mut self, src: &Frame, target: &mut RgbCanvas) {
+    fn run(&mut self, src: &Frame, target: &mut RgbImage) {
         let size = target.size();
         let (tw, th) = (size.width as usize, size.height as usize);
         self.scaled.set_size(tw, th);
@@ -419,7 +418,7 @@ fn display(c: &mut Criterion) {
         let frame = img.as_frame();
         for (dw, dh) in DISPLAYS {
             let id = format!("{w}x{h} to {dw}x{dh}");
-            let mut canvas = RgbCanvas::new(dw, dh);
+            let mut canvas = RgbImage::with_capacity(dw, dh);
             let mut lib = LibraryScale {
                 resizer: Resizer::new(),
                 scaled: RgbImage::with_capacity(dw, dh),

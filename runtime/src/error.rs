@@ -38,6 +38,15 @@ pub enum Error {
     /// A setting is out of its range.
     #[error("setting `{field}`: {detail}")]
     Setting { field: &'static str, detail: String },
+    /// The relation model and its fallback could not be compared.
+    #[error(transparent)]
+    RelationChoice(Box<crate::relation_choice::ChoiceError>),
+}
+
+impl From<crate::relation_choice::ChoiceError> for Error {
+    fn from(err: crate::relation_choice::ChoiceError) -> Self {
+        Error::RelationChoice(Box::new(err))
+    }
 }
 
 /// Why a model file could not be loaded.

@@ -19,6 +19,7 @@ pub mod overlay;
 mod pipeline;
 pub mod profile;
 pub mod relate;
+pub mod relation_choice;
 mod scene;
 
 pub use detect::{DetectorSettings, PersonDetector};

@@ -19,6 +19,7 @@ use crate::model::ModelFile;
 use crate::overlay;
 use crate::profile::{micros_since, Profile};
 use crate::relate::RelationModel;
+use crate::relation_choice::{self, Choice};
 use crate::scene::Scene;
 use crate::{Error, Result};
 
@@ -47,6 +48,7 @@ pub struct RelationInfo {
     weights: String,
     untrained: bool,
     kernels: Vec<String>,
+    choice: Option<Choice>,
 }
 
 impl RelationInfo {
@@ -73,6 +75,11 @@ impl RelationInfo {
     /// The tract-linalg matmul kernels the relation model runs on ([`ModelFile::matmul_kernels`]).
     pub fn matmul_kernels(&self) -> &[String] {
         &self.kernels
+    }
+
+    /// With a fallback file: which of the two runs and the start-up timings that decided it.
+    pub fn choice(&self) -> Option<&Choice> {
+        self.choice.as_ref()
     }
 }
 
@@ -166,6 +173,27 @@ impl Pipeline {
         Self::new(detector, relation, settings.pipelined)
     }
 
+    /// Loads both models as [`Pipeline::load`] does; with a `fallback` relation model file, loads it
+    /// too and keeps whichever of the two relates faster on this CPU ([`relation_choice`]).
+    pub fn load_with_fallback(
+        detector: &Path,
+        relation: &Path,
+        fallback: Option<&Path>,
+        settings: PipelineSettings,
+    ) -> Result<Self> {
+        let Some(fallback) = fallback else {
+            return Self::load(detector, relation, settings);
+        };
+        let threads = settings.threads.max(1);
+        let detector = PersonDetector::load(detector, threads, settings.detector)?;
+        let relation = RelationModel::load(relation, threads)?;
+        let fallback = relation_choice::load_fallback(fallback, threads)?;
+        let (relation, choice) = relation_choice::keep_faster(relation, fallback)?;
+        let mut pipeline = Self::new(detector, relation, settings.pipelined)?;
+        pipeline.info.choice = Some(choice);
+        Ok(pipeline)
+    }
+
     /// Builds a pipeline from loaded models; `pipelined` runs the relation model on its own thread.
     pub fn new(detector: PersonDetector, relation: RelationModel, pipelined: bool) -> Result<Self> {
         let info = RelationInfo {
@@ -173,6 +201,7 @@ impl Pipeline {
             weights: relation.weights().to_owned(),
             untrained: relation.is_untrained(),
             kernels: relation.model().matmul_kernels(),
+            choice: None,
         };
         let relate = if pipelined {
             Relate::Worker(spawn_worker(relation)?)

@@ -96,6 +96,91 @@ fn int8_agrees_with_fp32_on_every_demo_pair() {
     );
 }
 
+/// INT8 against FP32 on the pairs of the persons the x86_64 reference found
+/// (firmware/tests/data/demo-x86_64.jsonl) in the demo frames with the most pairs: no detector run,
+/// two relation runs per frame, so that CI runs it under qemu-user on every ARM CPU tier
+/// (.ci/run), where [`int8_agrees_with_fp32_on_every_demo_pair`] would take 15 minutes per tier.
+/// Same bounds as that test.
+#[test]
+fn int8_agrees_with_fp32_on_the_reference_persons() {
+    setup();
+    let reference = common::repo().join("firmware/tests/data/demo-x86_64.jsonl");
+    let text = std::fs::read_to_string(&reference).unwrap();
+    let frames: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let most = frames
+        .iter()
+        .map(|f| f["relations"].as_array().unwrap().len())
+        .max()
+        .unwrap();
+    let mut fp32 = RelationModel::load(&model("gritv2-s.fp32.onnx"), 1).unwrap();
+    let mut int8 = RelationModel::load(&model("gritv2-s.int8.onnx"), 1).unwrap();
+    let (mut pairs, mut agree, mut max_diff) = (0usize, 0usize, 0f32);
+    let busiest = frames
+        .iter()
+        .filter(|f| f["relations"].as_array().unwrap().len() == most);
+    for frame in busiest.take(REFERENCE_FRAMES) {
+        let name = frame["source"].as_str().unwrap();
+        let img = common::load_rgb(&common::demo_frames_dir().join(name));
+        let persons: HVec<Person, MAX_PERSONS> = frame["persons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let b: Vec<f32> = p["box"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+                    .collect();
+                Person {
+                    id: p["id"].as_u64().unwrap() as u8,
+                    bbox: [b[0], b[1], b[2], b[3]],
+                    score: p["score"].as_f64().unwrap() as f32,
+                }
+            })
+            .collect();
+        let mut rel_f: HVec<Relation, MAX_PAIRS> = HVec::new();
+        let mut rel_q: HVec<Relation, MAX_PAIRS> = HVec::new();
+        for (m, rel) in [(&mut fp32, &mut rel_f), (&mut int8, &mut rel_q)] {
+            m.prepare_image(&img.as_frame()).unwrap();
+            m.relate(&persons, img.width, img.height, rel).unwrap();
+        }
+        assert_eq!(rel_f.len(), most, "{name}");
+        for (f, q) in rel_f.iter().zip(&rel_q) {
+            pairs += 1;
+            agree += usize::from(argmax(&f.probs) == argmax(&q.probs));
+            for (a, b) in f.probs.iter().zip(&q.probs) {
+                max_diff = max_diff.max((a - b).abs());
+            }
+        }
+    }
+    println!(
+        "INT8 vs FP32 on {} ({}): {pairs} pairs of the x86_64 reference persons, top-1 agreement \
+         {agree}/{pairs}, max |p_int8 - p_fp32| {max_diff:.4}, matmul kernels {:?}",
+        std::env::consts::ARCH,
+        std::env::var("QEMU_CPU").unwrap_or_else(|_| "native".into()),
+        int8.model().matmul_kernels()
+    );
+    assert!(
+        pairs >= 20,
+        "only {pairs} pairs: the comparison says little"
+    );
+    assert!(
+        agree as f64 / pairs as f64 >= 0.99,
+        "top-1 agreement {agree}/{pairs} < 0.99"
+    );
+    assert!(
+        max_diff <= MAX_PROB_DIFF,
+        "max probability difference {max_diff} > {MAX_PROB_DIFF}"
+    );
+}
+
+/// Frames of [`int8_agrees_with_fp32_on_the_reference_persons`]: 4 frames of 6 pairs.
+const REFERENCE_FRAMES: usize = 4;
+
 /// Largest probability difference allowed between INT8 and FP32 on one label of one pair:
 /// measured 0.027 on x86 (AVX-512 VNNI int8 kernels), with room for another platform's requantisation
 /// rounding (tract and onnxruntime differ by whole output quantisation steps, MODELS.md).

@@ -53,6 +53,13 @@ fn errors_name_the_field() {
             "`relation.model`",
         ),
         (
+            GOOD.replace(
+                "[relation]\nmodel = \"Cargo.toml\"",
+                "[relation]\nmodel = \"Cargo.toml\"\nfallback_model = \"missing.onnx\"",
+            ),
+            "`relation.fallback_model`",
+        ),
+        (
             GOOD.replace("[detector]\n", "[detector]\nscore_threshold = 1.5\n"),
             "`detector.score_threshold`",
         ),
