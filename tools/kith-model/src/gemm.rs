@@ -241,11 +241,13 @@ pub fn report(
         );
     }
     let (mut macs, mut f32_ms, mut i8_ms) = (0u64, 0f64, 0f64);
+    let mut ratios = Vec::with_capacity(shapes.len());
     for (shape, count) in &shapes {
         let (f, q) = bench_shape(shape, threads, runs, warmup)?;
         macs += shape.macs() * *count as u64;
         f32_ms += f.median_ms * *count as f64;
         i8_ms += q.median_ms * *count as f64;
+        ratios.push(q.gmacs(shape) / f.gmacs(shape));
         if json {
             let value = serde_json::json!({
                 "m": shape.m, "k": shape.k, "n": shape.n, "count": count, "threads": threads,
@@ -269,15 +271,18 @@ pub fn report(
         }
     }
     let (f32_gmacs, i8_gmacs) = (macs as f64 / (f32_ms * 1e6), macs as f64 / (i8_ms * 1e6));
+    // Robust to a preemption spike on one shape, which the weighted total is not.
+    let median_ratio = median(ratios);
     if json {
         let value = serde_json::json!({
             "all_shapes": true, "isa": cpu.isa, "level": cpu.level, "threads": threads,
             "macs": macs, "f32_gmacs": f32_gmacs, "i8_gmacs": i8_gmacs,
+            "median_shape_i8_over_f32": median_ratio,
         });
         println!("{value}");
     } else {
         println!(
-            "all shapes, weighted by count ({:.2} GMAC): f32 {f32_gmacs:.1} GMAC/s, i8 {i8_gmacs:.1} GMAC/s, i8/f32 {:.2}",
+            "all shapes, weighted by count ({:.2} GMAC): f32 {f32_gmacs:.1} GMAC/s, i8 {i8_gmacs:.1} GMAC/s, i8/f32 {:.2}; median i8/f32 over the shapes {median_ratio:.2}",
             macs as f64 / 1e9,
             i8_gmacs / f32_gmacs
         );
