@@ -1,7 +1,7 @@
 //! `kith-model`: inspect kith's model files. `info` prints a model's inputs, outputs, metadata,
 //! parameter count and multiply-accumulates per run; `audit` what tract runs each node on and the
 //! quantisation hazards; `kernels` the ISA and kernels tract-linalg uses here; `bench` times a model
-//! as the runtime runs it.
+//! as the runtime runs it; `gemm` the f32 and int8 matrix-product throughput of those models' shapes.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,6 +15,8 @@ use kith_inspect::ops::{profile_nodes, OperatorProfile};
 use kith_runtime::model::{ModelFile, TensorSpec};
 use kith_runtime::profile::{micros_since, Histogram};
 use serde_json::json;
+
+mod gemm;
 
 #[derive(Parser)]
 #[command(name = "kith-model", version, about = "Inspect kith's model files")]
@@ -65,6 +67,24 @@ enum Command {
         #[arg(long)]
         reference: Option<PathBuf>,
         /// Print JSON lines (one per file) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// f32 and int8 GMAC/s on this CPU over the matrix-product shapes of FILEs, and the kernel
+    /// tract picks for each.
+    Gemm {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Threads tract uses for its matrix products (1..=64).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Timed runs per shape and precision.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Print JSON lines (one per shape, then the total) instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -396,6 +416,13 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Gemm {
+            files,
+            threads,
+            runs,
+            warmup,
+            json,
+        } => gemm::report(&files, threads, runs, warmup, json)?,
         Command::Profile {
             file,
             threads,
