@@ -7,6 +7,8 @@ pub mod pipe;
 pub mod replay;
 #[cfg(feature = "v4l2")]
 pub mod v4l2;
+#[cfg(feature = "v4l2")]
+pub mod v4l2_abi;
 mod wait;
 
 use std::fmt;
