@@ -576,8 +576,8 @@ mod tests {
             assert_eq!(offset_of!(V4l2Buffer, m), 64);
             assert_eq!(offset_of!(V4l2Buffer, length), 72);
             assert_eq!(size_of::<V4l2Buffer>(), 88);
-            assert_eq!(VIDIOC_QBUF as u64, 0xc058_560f);
-            assert_eq!(VIDIOC_S_FMT as u64, 0xc0d0_5605);
+            assert_eq!(VIDIOC_QBUF, 0xc058_560f);
+            assert_eq!(VIDIOC_S_FMT, 0xc0d0_5605);
         } else {
             assert_eq!(offset_of!(V4l2Format, fmt), 4);
             assert_eq!(size_of::<V4l2Format>(), 204);
@@ -586,13 +586,13 @@ mod tests {
             assert_eq!(offset_of!(V4l2Buffer, m), 52);
             assert_eq!(offset_of!(V4l2Buffer, length), 56);
             assert_eq!(size_of::<V4l2Buffer>(), 68);
-            assert_eq!(VIDIOC_QBUF as u64, 0xc044_560f);
-            assert_eq!(VIDIOC_S_FMT as u64, 0xc0cc_5605);
+            assert_eq!(VIDIOC_QBUF, 0xc044_560f);
+            assert_eq!(VIDIOC_S_FMT, 0xc0cc_5605);
         }
-        assert_eq!(VIDIOC_QUERYCAP as u64, 0x8068_5600);
-        assert_eq!(VIDIOC_REQBUFS as u64, 0xc014_5608);
-        assert_eq!(VIDIOC_STREAMON as u64, 0x4004_5612);
-        assert_eq!(VIDIOC_ENUM_FRAMESIZES as u64, 0xc02c_564a);
+        assert_eq!(VIDIOC_QUERYCAP, 0x8068_5600);
+        assert_eq!(VIDIOC_REQBUFS, 0xc014_5608);
+        assert_eq!(VIDIOC_STREAMON, 0x4004_5612);
+        assert_eq!(VIDIOC_ENUM_FRAMESIZES, 0xc02c_564a);
     }
 
     /// The C compiler that builds for the target these tests run on: the Debian cross compiler
