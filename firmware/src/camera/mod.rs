@@ -8,6 +8,8 @@ pub mod replay;
 pub mod spec;
 #[cfg(feature = "v4l2")]
 pub mod v4l2;
+#[cfg(feature = "v4l2")]
+pub mod v4l2_abi;
 mod wait;
 
 use std::fmt;

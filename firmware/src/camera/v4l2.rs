@@ -2,9 +2,9 @@
 //! VIDIOC_QUERYCAP, VIDIOC_S_FMT, VIDIOC_REQBUFS + QUERYBUF + mmap, QBUF / DQBUF, STREAMON, with
 //! `poll` in short slices so a stop request or the dequeue timeout is never missed.
 //!
-//! The ioctls, their structs and the mmap calls are the `v4l` crate's; the streaming loop is kith's
-//! own because the crate's `MmapStream` cannot wait with a timeout and then wait again (it re-queues
-//! a buffer it never got back) and panics in `Drop` when the device misbehaves.
+//! The ioctls and their structs are kith's own copies of linux/videodev2.h ([`super::v4l2_abi`]),
+//! the buffer mappings memmap2's; the streaming loop waits with a timeout and can wait again
+//! without re-queueing a buffer it never got back.
 //!
 //! A frame is handed out straight from the mmap buffer (the pipeline converts it into its own
 //! buffer); the buffer goes back to the driver at the next call. A device that vanishes, reports an
@@ -13,23 +13,16 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::raw::c_void;
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
-use std::{mem, ptr};
 
-use v4l::buffer::{Flags as BufferFlags, Type};
-use v4l::capability::Flags as CapFlags;
-use v4l::format::FieldOrder;
-use v4l::memory::Memory;
-use v4l::v4l2;
-use v4l::v4l2::vidioc;
-use v4l::v4l_sys::{v4l2_buffer, v4l2_capability, v4l2_format, v4l2_requestbuffers};
+use memmap2::{MmapMut, MmapOptions};
 
 use super::backoff::Backoff;
 use super::decode::FrameDecoder;
 use super::format::{fourcc_text, CameraFormat};
+use super::v4l2_abi::{self as abi, V4l2PixFormat};
 use super::wait::{wait_readable, Wait};
 use super::{CapturedFrame, FrameSource, Lost, Negotiated, SourceError, V4l2Settings};
 use crate::service::StopFlag;
@@ -115,7 +108,7 @@ impl FrameSource for V4l2Source {
         let Some(stream) = self.stream.as_ref() else {
             return Ok(None);
         };
-        let bytes = stream.maps[index].bytes(used);
+        let bytes = &stream.maps[index][..used];
         self.decoder
             .capture(stream.negotiated, &self.name, bytes)
             .map(Some)
@@ -134,34 +127,11 @@ enum CaptureError {
     Lost(String),
 }
 
-/// One mmap'ed driver buffer, unmapped when dropped.
-struct Mapping {
-    ptr: *mut c_void,
-    len: usize,
-}
-
-impl Mapping {
-    /// The first `used` bytes of the buffer.
-    fn bytes(&self, used: usize) -> &[u8] {
-        // SAFETY: `ptr` is a live mapping of `len` bytes (from mmap in `Stream::map_buffers`, only
-        // unmapped when `self` drops), and the returned slice borrows `self`. The driver writes the
-        // buffer only while it is queued; kith reads only the dequeued buffer it holds.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), used.min(self.len)) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` and `len` are exactly what mmap returned and nothing borrows the mapping
-        // any more (slices borrow `self`). An error here cannot be acted upon.
-        let _ = unsafe { v4l2::munmap(self.ptr, self.len) };
-    }
-}
-
 /// An open, streaming capture device. Dropping it stops streaming, unmaps and frees the buffers
 /// and closes the file, in that order.
 struct Stream {
-    maps: Vec<Mapping>,
+    /// The driver's buffers, mapped; each is unmapped when dropped.
+    maps: Vec<MmapMut>,
     /// Index of the buffer kith holds (handed out last), queued again at the next capture.
     held: Option<usize>,
     requested: bool,
@@ -194,64 +164,42 @@ impl Stream {
                 .queue(index)
                 .map_err(|e| format!("VIDIOC_QBUF failed: {e}"))?;
         }
-        let mut kind = Type::VideoCapture as u32;
-        // SAFETY: VIDIOC_STREAMON reads one int, the buffer type, from the pointer.
-        unsafe { ioctl(&stream.file, vidioc::VIDIOC_STREAMON, &mut kind) }
-            .map_err(|e| format!("VIDIOC_STREAMON failed: {e}"))?;
+        abi::stream_on(&stream.file).map_err(|e| format!("VIDIOC_STREAMON failed: {e}"))?;
         stream.streaming = true;
         Ok(stream)
     }
 
     /// Asks for `count` mmap buffers and maps every one the driver grants.
     fn map_buffers(&mut self, count: u32) -> Result<(), String> {
-        // SAFETY: v4l2_requestbuffers is plain data; all-zero is a valid value.
-        let mut req: v4l2_requestbuffers = unsafe { mem::zeroed() };
-        req.count = count;
-        req.type_ = Type::VideoCapture as u32;
-        req.memory = Memory::Mmap as u32;
-        // SAFETY: VIDIOC_REQBUFS reads and writes one v4l2_requestbuffers.
-        unsafe { ioctl(&self.file, vidioc::VIDIOC_REQBUFS, &mut req) }
+        let granted = abi::request_mmap_buffers(&self.file, count)
             .map_err(|e| format!("VIDIOC_REQBUFS ({count} mmap buffers) failed: {e}"))?;
         self.requested = true;
-        if req.count < MIN_BUFFERS {
+        if granted < MIN_BUFFERS {
             return Err(format!(
-                "the driver granted {} mmap buffers, at least {MIN_BUFFERS} are needed",
-                req.count
+                "the driver granted {granted} mmap buffers, at least {MIN_BUFFERS} are needed"
             ));
         }
-        for index in 0..req.count {
-            let mut buf = buffer_desc();
-            buf.index = index;
-            // SAFETY: VIDIOC_QUERYBUF reads and writes one v4l2_buffer.
-            unsafe { ioctl(&self.file, vidioc::VIDIOC_QUERYBUF, &mut buf) }
+        for index in 0..granted {
+            let buf = abi::query_buffer(&self.file, index)
                 .map_err(|e| format!("VIDIOC_QUERYBUF {index} failed: {e}"))?;
-            let len = buf.length as usize;
-            // SAFETY: for a MMAP buffer the driver sets `m.offset`, which is the union member
-            // QUERYBUF fills.
-            let offset = unsafe { buf.m.offset };
-            // SAFETY: maps `len` bytes of the device at the offset the driver gave for this
-            // buffer; the mapping is owned by a `Mapping`, which unmaps it once.
-            let ptr = unsafe {
-                v4l2::mmap(
-                    ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    self.file.as_raw_fd(),
-                    offset as libc::off_t,
-                )
+            // SAFETY: a shared mapping of the `length` bytes the driver gave this buffer at its
+            // mmap offset. The driver writes the buffer only while it is queued and kith reads
+            // only the dequeued buffer it holds (`Stream::held`); the mapping lives in the
+            // `Stream`, whose drop unmaps it before the buffers are freed.
+            let map = unsafe {
+                MmapOptions::new()
+                    .offset(u64::from(buf.offset()))
+                    .len(buf.length as usize)
+                    .map_mut(&self.file)
             }
             .map_err(|e| format!("mmap of buffer {index} failed: {e}"))?;
-            self.maps.push(Mapping { ptr, len });
+            self.maps.push(map);
         }
         Ok(())
     }
 
     fn queue(&mut self, index: usize) -> io::Result<()> {
-        let mut buf = buffer_desc();
-        buf.index = index as u32;
-        // SAFETY: VIDIOC_QBUF reads and writes one v4l2_buffer.
-        unsafe { ioctl(&self.file, vidioc::VIDIOC_QBUF, &mut buf) }
+        abi::queue_buffer(&self.file, index as u32)
     }
 
     /// Gives the held buffer back to the driver and waits for the next filled one, at most
@@ -284,14 +232,12 @@ impl Stream {
                 }
                 Err(e) => return Err(CaptureError::Lost(format!("poll failed: {e}"))),
             }
-            let mut buf = buffer_desc();
-            // SAFETY: VIDIOC_DQBUF reads and writes one v4l2_buffer.
-            match unsafe { ioctl(&self.file, vidioc::VIDIOC_DQBUF, &mut buf) } {
-                Ok(()) => {}
+            let buf = match abi::dequeue_buffer(&self.file) {
+                Ok(buf) => buf,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(CaptureError::Lost(format!("VIDIOC_DQBUF failed: {e}"))),
-            }
+            };
             let index = buf.index as usize;
             let Some(map) = self.maps.get(index) else {
                 return Err(CaptureError::Lost(format!(
@@ -300,11 +246,11 @@ impl Stream {
                 )));
             };
             let used = match buf.bytesused as usize {
-                0 => map.len,
-                n => n.min(map.len),
+                0 => map.len(),
+                n => n.min(map.len()),
             };
             self.held = Some(index);
-            if BufferFlags::from(buf.flags).contains(BufferFlags::ERROR) {
+            if buf.flags & abi::V4L2_BUF_FLAG_ERROR != 0 {
                 return Err(CaptureError::Corrupt(
                     "the driver marked the frame as corrupt".into(),
                 ));
@@ -318,57 +264,24 @@ impl Drop for Stream {
     fn drop(&mut self) {
         // Errors are ignored: the device may be gone, and the file is closed regardless.
         if self.streaming {
-            let mut kind = Type::VideoCapture as u32;
-            // SAFETY: VIDIOC_STREAMOFF reads one int, the buffer type, from the pointer.
-            let _ = unsafe { ioctl(&self.file, vidioc::VIDIOC_STREAMOFF, &mut kind) };
+            let _ = abi::stream_off(&self.file);
         }
         self.maps.clear();
         if self.requested {
-            // SAFETY: v4l2_requestbuffers is plain data; all-zero is a valid value.
-            let mut req: v4l2_requestbuffers = unsafe { mem::zeroed() };
-            req.type_ = Type::VideoCapture as u32;
-            req.memory = Memory::Mmap as u32;
-            // SAFETY: VIDIOC_REQBUFS with count 0 frees the (now unmapped) buffers.
-            let _ = unsafe { ioctl(&self.file, vidioc::VIDIOC_REQBUFS, &mut req) };
+            // A count of 0 frees the (now unmapped) buffers.
+            let _ = abi::request_mmap_buffers(&self.file, 0);
         }
     }
 }
 
-/// An ioctl on `file` whose argument is `arg`.
-///
-/// # Safety
-/// `request` must be an ioctl that reads and/or writes exactly one `T`.
-unsafe fn ioctl<T>(file: &File, request: vidioc::_IOC_TYPE, arg: &mut T) -> io::Result<()> {
-    // SAFETY: guaranteed by the caller; `arg` is a valid, exclusive pointer to a `T`.
-    unsafe { v4l2::ioctl(file.as_raw_fd(), request, (arg as *mut T).cast::<c_void>()) }
-}
-
-/// A v4l2_buffer for an mmap video capture buffer.
-fn buffer_desc() -> v4l2_buffer {
-    // SAFETY: v4l2_buffer is plain data; all-zero is a valid value.
-    let mut buf: v4l2_buffer = unsafe { mem::zeroed() };
-    buf.type_ = Type::VideoCapture as u32;
-    buf.memory = Memory::Mmap as u32;
-    buf
-}
-
 /// Checks that the device captures video by streaming I/O, single-planar.
 fn check_capabilities(file: &File) -> Result<(), String> {
-    // SAFETY: v4l2_capability is plain data; all-zero is a valid value.
-    let mut cap: v4l2_capability = unsafe { mem::zeroed() };
-    // SAFETY: VIDIOC_QUERYCAP writes one v4l2_capability.
-    unsafe { ioctl(file, vidioc::VIDIOC_QUERYCAP, &mut cap) }
+    let cap = abi::query_capabilities(file)
         .map_err(|e| format!("not a V4L2 device (VIDIOC_QUERYCAP: {e})"))?;
-    let all = CapFlags::from(cap.capabilities);
-    let caps = if all.contains(CapFlags::DEVICE_CAPS) {
-        CapFlags::from(cap.device_caps)
-    } else {
-        all
-    };
-    let card = String::from_utf8_lossy(&cap.card);
-    let card = card.trim_end_matches('\0');
-    if !caps.contains(CapFlags::VIDEO_CAPTURE) {
-        return Err(if caps.contains(CapFlags::VIDEO_CAPTURE_MPLANE) {
+    let caps = cap.node_caps();
+    let card = cap.card();
+    if caps & abi::V4L2_CAP_VIDEO_CAPTURE == 0 {
+        return Err(if caps & abi::V4L2_CAP_VIDEO_CAPTURE_MPLANE != 0 {
             format!(
                 "\"{card}\" is a multi-planar capture device, which kith does not read \
                  (on a Raspberry Pi use `rpicam-vid --codec yuv420 -o - | kith run` with a pipe camera)"
@@ -377,7 +290,7 @@ fn check_capabilities(file: &File) -> Result<(), String> {
             format!("\"{card}\" is not a video capture device")
         });
     }
-    if !caps.contains(CapFlags::STREAMING) {
+    if caps & abi::V4L2_CAP_STREAMING == 0 {
         return Err(format!("\"{card}\" does not support streaming I/O"));
     }
     Ok(())
@@ -386,17 +299,14 @@ fn check_capabilities(file: &File) -> Result<(), String> {
 /// Asks for the configured size and format (VIDIOC_S_FMT) and returns what the driver set.
 fn set_format(file: &File, settings: &V4l2Settings) -> Result<Negotiated, String> {
     let asked = settings.format;
-    // SAFETY: v4l2_format is plain data; all-zero is a valid value.
-    let mut fmt: v4l2_format = unsafe { mem::zeroed() };
-    fmt.type_ = Type::VideoCapture as u32;
-    // SAFETY: `pix` is the union member for single-planar capture, the type set above.
-    let pix = unsafe { &mut fmt.fmt.pix };
-    pix.width = settings.width;
-    pix.height = settings.height;
-    pix.pixelformat = u32::from_le_bytes(asked.fourcc());
-    pix.field = FieldOrder::Progressive as u32;
-    // SAFETY: VIDIOC_S_FMT reads and writes one v4l2_format.
-    unsafe { ioctl(file, vidioc::VIDIOC_S_FMT, &mut fmt) }.map_err(|e| {
+    let wanted = V4l2PixFormat {
+        width: settings.width,
+        height: settings.height,
+        pixelformat: u32::from_le_bytes(asked.fourcc()),
+        field: abi::V4L2_FIELD_NONE,
+        ..V4l2PixFormat::default()
+    };
+    let pix = abi::set_capture_format(file, wanted).map_err(|e| {
         format!(
             "VIDIOC_S_FMT {}x{} {} failed: {e}",
             settings.width,
@@ -404,8 +314,6 @@ fn set_format(file: &File, settings: &V4l2Settings) -> Result<Negotiated, String
             fourcc_text(asked.fourcc())
         )
     })?;
-    // SAFETY: the driver filled the `pix` member for the single-planar capture type.
-    let pix = unsafe { fmt.fmt.pix };
     let code = pix.pixelformat.to_le_bytes();
     let format = CameraFormat::from_fourcc(code)
         .filter(|f| CameraFormat::V4L2.contains(f))

@@ -5,10 +5,20 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 
+use memmap2::{MmapMut, MmapOptions};
+
 /// `FBIOGET_VSCREENINFO` from linux/fb.h.
 const FBIOGET_VSCREENINFO: u32 = 0x4600;
 /// `FBIOGET_FSCREENINFO` from linux/fb.h.
 const FBIOGET_FSCREENINFO: u32 = 0x4602;
+
+/// The two ioctls, through nix's macros (`_bad`: the fb numbers encode no size or direction).
+mod raw {
+    use super::*;
+
+    nix::ioctl_read_bad!(get_vscreeninfo, FBIOGET_VSCREENINFO, FbVarScreeninfo);
+    nix::ioctl_read_bad!(get_fscreeninfo, FBIOGET_FSCREENINFO, FbFixScreeninfo);
+}
 
 /// `struct fb_bitfield`: where one colour channel sits in a pixel.
 #[repr(C)]
@@ -90,56 +100,28 @@ impl FbFixScreeninfo {
     }
 }
 
-/// A `#[repr(C)]` copy of a kernel screen-information struct, with the ioctl that fills it.
-trait ScreenInfo: Default {
-    /// The `FBIOGET_*` request that writes one `Self`.
-    const REQUEST: u32;
-}
-
-impl ScreenInfo for FbVarScreeninfo {
-    const REQUEST: u32 = FBIOGET_VSCREENINFO;
-}
-
-impl ScreenInfo for FbFixScreeninfo {
-    const REQUEST: u32 = FBIOGET_FSCREENINFO;
-}
-
 /// Reads the variable screen information of the framebuffer `file`.
 pub fn var_screeninfo(file: &File) -> io::Result<FbVarScreeninfo> {
-    read_screeninfo(file)
+    let mut info = FbVarScreeninfo::default();
+    // SAFETY: FBIOGET_VSCREENINFO writes one fb_var_screeninfo, whose `#[repr(C)]` copy `info`
+    // is (sizes checked by tests), into memory we own for the call's duration.
+    unsafe { raw::get_vscreeninfo(file.as_raw_fd(), &mut info) }?;
+    Ok(info)
 }
 
 /// Reads the fixed screen information of the framebuffer `file`.
 pub fn fix_screeninfo(file: &File) -> io::Result<FbFixScreeninfo> {
-    read_screeninfo(file)
-}
-
-fn read_screeninfo<T: ScreenInfo>(file: &File) -> io::Result<T> {
-    let mut info = T::default();
-    // SAFETY: `T::REQUEST` writes one struct of the kernel's whose `#[repr(C)]` copy `T` is (the
-    // trait is private and implemented only for those pairs; sizes checked by tests), into memory
-    // we own for the call's duration.
-    let r = unsafe {
-        libc::ioctl(
-            file.as_raw_fd(),
-            T::REQUEST as libc::Ioctl,
-            &mut info as *mut T,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mut info = FbFixScreeninfo::default();
+    // SAFETY: FBIOGET_FSCREENINFO writes one fb_fix_screeninfo, whose `#[repr(C)]` copy `info`
+    // is (sizes checked by tests), into memory we own for the call's duration.
+    unsafe { raw::get_fscreeninfo(file.as_raw_fd(), &mut info) }?;
     Ok(info)
 }
 
 /// A shared, writable mapping of the first `len` bytes of a file or device; unmapped on drop.
 pub struct SharedMapping {
-    ptr: *mut u8,
-    len: usize,
+    map: MmapMut,
 }
-
-// SAFETY: the mapping is plain memory owned by this value; nothing else in the process aliases it.
-unsafe impl Send for SharedMapping {}
 
 impl SharedMapping {
     /// Maps `len` bytes of `file` (opened for reading and writing) from offset 0.
@@ -150,25 +132,11 @@ impl SharedMapping {
                 "nothing to map (0 bytes)",
             ));
         }
-        // SAFETY: a fresh shared mapping chosen by the kernel (null hint), of a file descriptor
-        // that stays valid for the call; the result is checked for MAP_FAILED before use.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(SharedMapping {
-            ptr: ptr.cast(),
-            len,
-        })
+        // SAFETY: a shared mapping of `len` bytes of a file descriptor that stays valid for the
+        // call. Other processes (the kernel's console, another writer of the file) may change the
+        // pages; kith only ever copies into them (`write`), which only changes what is shown.
+        let map = unsafe { MmapOptions::new().len(len).map_mut(file) }?;
+        Ok(SharedMapping { map })
     }
 
     /// Copies `bytes` to `offset` in the mapping. Panics if they do not fit (a caller's bug: the
@@ -176,21 +144,11 @@ impl SharedMapping {
     pub fn write(&mut self, offset: usize, bytes: &[u8]) {
         let end = offset
             .checked_add(bytes.len())
-            .filter(|&end| end <= self.len);
-        assert!(end.is_some(), "write past the end of the mapping");
-        // SAFETY: offset..offset + bytes.len() lies inside the live mapping (checked above), and
-        // `bytes` is ordinary process memory, so the ranges do not overlap. The kernel (or a
-        // console) may write the same pages, which only changes what the screen shows.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.add(offset), bytes.len()) }
-    }
-}
-
-impl Drop for SharedMapping {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly what mmap returned; nothing uses the mapping after drop.
-        unsafe {
-            libc::munmap(self.ptr.cast(), self.len);
-        }
+            .filter(|&end| end <= self.map.len());
+        let Some(end) = end else {
+            panic!("write past the end of the mapping");
+        };
+        self.map[offset..end].copy_from_slice(bytes);
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use kith::camera::v4l2_abi::{self, FrameSize};
 
 #[derive(Parser)]
 #[command(name = "kith-vm-probe")]
@@ -108,38 +109,6 @@ fn now_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
-/// `_IOWR`/`_IOR`/`_IOW` of the asm-generic ioctl encoding (x86_64 and arm64 alike).
-const fn ioc(dir: u64, kind: u8, nr: u8, size: usize) -> u64 {
-    (dir << 30) | ((size as u64) << 16) | ((kind as u64) << 8) | nr as u64
-}
-
-const V4L2_BUF_TYPE_VIDEO_CAPTURE: u32 = 1;
-const V4L2_FRMSIZE_TYPE_DISCRETE: u32 = 1;
-
-#[repr(C)]
-struct FmtDesc {
-    index: u32,
-    kind: u32,
-    flags: u32,
-    description: [u8; 32],
-    pixelformat: u32,
-    mbus_code: u32,
-    reserved: [u32; 3],
-}
-
-#[repr(C)]
-struct FrmSizeEnum {
-    index: u32,
-    pixel_format: u32,
-    kind: u32,
-    /// discrete: width, height; stepwise: min_w, max_w, step_w, min_h, max_h, step_h.
-    size: [u32; 6],
-    reserved: [u32; 2],
-}
-
-const VIDIOC_ENUM_FMT: u64 = ioc(3, b'V', 2, std::mem::size_of::<FmtDesc>());
-const VIDIOC_ENUM_FRAMESIZES: u64 = ioc(3, b'V', 74, std::mem::size_of::<FrmSizeEnum>());
-
 fn fourcc(v: u32) -> String {
     v.to_le_bytes()
         .iter()
@@ -149,40 +118,30 @@ fn fourcc(v: u32) -> String {
 
 fn formats(device: &Path) -> Result<()> {
     let file = File::open(device).with_context(|| format!("{}: cannot open", device.display()))?;
-    let fd = file.as_raw_fd();
     for index in 0.. {
-        // SAFETY: FmtDesc is plain old data; all-zero is a valid value.
-        let mut desc: FmtDesc = unsafe { std::mem::zeroed() };
-        desc.index = index;
-        desc.kind = V4L2_BUF_TYPE_VIDEO_CAPTURE;
-        // SAFETY: VIDIOC_ENUM_FMT reads and writes one v4l2_fmtdesc, which FmtDesc lays out.
-        if unsafe { libc::ioctl(fd, VIDIOC_ENUM_FMT as _, &mut desc) } != 0 {
+        let Ok(desc) = v4l2_abi::enum_capture_format(&file, index) else {
             break;
-        }
-        let name_len = desc.description.iter().position(|&b| b == 0).unwrap_or(32);
-        let name = String::from_utf8_lossy(&desc.description[..name_len]);
+        };
         let mut sizes = Vec::new();
         for size_index in 0.. {
-            // SAFETY: as above, plain old data.
-            let mut fs: FrmSizeEnum = unsafe { std::mem::zeroed() };
-            fs.index = size_index;
-            fs.pixel_format = desc.pixelformat;
-            // SAFETY: VIDIOC_ENUM_FRAMESIZES reads and writes one v4l2_frmsizeenum.
-            if unsafe { libc::ioctl(fd, VIDIOC_ENUM_FRAMESIZES as _, &mut fs) } != 0 {
+            let Ok(size) = v4l2_abi::enum_frame_size(&file, desc.pixelformat, size_index) else {
                 break;
-            }
-            if fs.kind == V4L2_FRMSIZE_TYPE_DISCRETE {
-                sizes.push(format!("{}x{}", fs.size[0], fs.size[1]));
-            } else {
-                let s = fs.size;
-                sizes.push(format!("{}-{}x{}-{}", s[0], s[1], s[3], s[4]));
-                break;
+            };
+            match size.size() {
+                FrameSize::Discrete(d) => sizes.push(format!("{}x{}", d.width, d.height)),
+                FrameSize::Stepwise(s) => {
+                    sizes.push(format!(
+                        "{}-{}x{}-{}",
+                        s.min_width, s.max_width, s.min_height, s.max_height
+                    ));
+                    break;
+                }
             }
         }
         println!(
             "{} \"{}\" sizes={}",
             fourcc(desc.pixelformat),
-            name,
+            desc.description(),
             sizes.join(",")
         );
     }
