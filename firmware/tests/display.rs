@@ -3,6 +3,8 @@
 //! binary drawing on such a file next to its PNG snapshots, and SPI panels driven into a
 //! recorder whose MIPI DCS stream is decoded back into the controller's memory.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use embedded_graphics::pixelcolor::Rgb888;
@@ -193,13 +195,6 @@ fn a_file_too_small_for_its_geometry_is_refused() {
 // ---------------------------------------------------------------------------------------------
 // `kith run` on a framebuffer file with --snapshots
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
 #[test]
 fn kith_run_draws_on_the_framebuffer_what_the_snapshots_show() {
     let dir = temp_path("run");
@@ -208,20 +203,13 @@ fn kith_run_draws_on_the_framebuffer_what_the_snapshots_show() {
     let (w, h, line) = (320usize, 200usize, 320 * 2 + 32);
     let fb = dir.join("fb0");
     std::fs::write(&fb, vec![PADDING; line * h]).unwrap();
-    let demo = std::fs::read_to_string(repo().join("board-configs/demo.toml")).unwrap();
-    let board = demo
-        .replace(
-            "kind = \"png\"\nevery = 1",
-            &format!(
-                "kind = \"fbdev\"\ndevice = \"{}\"\nwidth = {w}\nheight = {h}\npixel_format = \"rgb565\"\nline_length = {line}",
-                fb.display()
-            ),
-        )
-        .replace("\"../models/", &format!("\"{}/models/", repo().display()))
-        .replace(
-            "\"demo/frames\"",
-            &format!("\"{}/board-configs/demo/frames\"", repo().display()),
-        );
+    let board = common::demo_board().replace(
+        "kind = \"png\"\nevery = 1",
+        &format!(
+            "kind = \"fbdev\"\ndevice = \"{}\"\nwidth = {w}\nheight = {h}\npixel_format = \"rgb565\"\nline_length = {line}",
+            fb.display()
+        ),
+    );
     assert!(board.contains("fbdev"));
     std::fs::write(dir.join("board.toml"), board).unwrap();
     let out_dir = dir.join("out");

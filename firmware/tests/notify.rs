@@ -3,6 +3,8 @@
 //! kith sends: READY=1 once the models are loaded, WATCHDOG=1 from the frame loop when
 //! WATCHDOG_USEC asks for pings, STOPPING=1 at the end.
 
+mod common;
+
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,7 +30,8 @@ fn notifications(name: &str, watchdog_usec: Option<&str>) -> Vec<String> {
         .unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_kith"));
     command
-        .args(["run", "--board", "board-configs/demo.toml", "--frames", "2"])
+        .args(["run", "--frames", "2", "--board"])
+        .arg(common::write_demo_board(&dir))
         .arg("--out")
         .arg(dir.join("out"))
         .current_dir(repo())

@@ -46,23 +46,20 @@ pub struct Choice {
 
 impl std::fmt::Display for Choice {
     /// E.g. `gritv2-s.int8.onnx, faster here than the fallback gritv2-s.fp32.onnx: 56.1 ms against
-    /// 88.4 ms (best of 2 timed runs each after a warm-up; with none, the warm-up counts)`.
+    /// 88.4 ms (best of 2 timed runs each after a warm-up)`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ms = |t: &Timing| t.best.as_secs_f64() * 1e3;
         let timed = |t: &Timing| t.runs.saturating_sub(1);
-        let runs = if timed(&self.kept) == timed(&self.dropped) {
-            format!("{} timed runs each", timed(&self.kept))
-        } else {
-            format!(
-                "{} and {} timed runs",
-                timed(&self.kept),
-                timed(&self.dropped)
-            )
+        let runs = match (timed(&self.kept), timed(&self.dropped)) {
+            (0, 0) => "one warm-up run each: the time budget left no timed run".to_owned(),
+            (k, d) if k == d => format!("best of {k} timed runs each after a warm-up"),
+            (k, d) => {
+                format!("best of {k} and {d} timed runs after a warm-up, the warm-up where 0")
+            }
         };
         write!(
             f,
-            "{}, faster here than {} {}: {:.1} ms against {:.1} ms (best of {runs} after a warm-up; \
-             with none, the warm-up counts)",
+            "{}, faster here than {} {}: {:.1} ms against {:.1} ms ({runs})",
             file_name_of(&self.kept.path),
             if self.fallback_kept {
                 "the model"

@@ -208,13 +208,35 @@ pub fn rgb_error(a: &[u8], b: &[u8]) -> (f64, u8) {
     (sum as f64 / a.len() as f64, max)
 }
 
-/// board-configs/demo.toml with its model paths made absolute and `camera` as its camera table,
-/// run one frame at a time (not pipelined) so every frame finishes as it is captured.
-pub fn board_with_camera(camera: &str) -> String {
+/// board-configs/demo.toml with its paths made absolute and without its `fallback_model`, for the
+/// tests that are not about the start-up rule: the INT8 file runs whatever this CPU's timings, and
+/// nothing is timed at start-up (timing both files costs about a minute under qemu-user).
+pub fn demo_board() -> String {
     let demo = std::fs::read_to_string(repo().join("board-configs/demo.toml")).unwrap();
-    let demo = demo
+    assert!(demo.contains("\nfallback_model = "), "{demo}");
+    demo.lines()
+        .filter(|line| !line.starts_with("fallback_model"))
+        .map(|line| format!("{line}\n"))
+        .collect::<String>()
         .replace("\"../models/", &format!("\"{}/models/", repo().display()))
-        .replace("pipelined = true", "pipelined = false");
+        .replace(
+            "\"demo/frames\"",
+            &format!("\"{}/board-configs/demo/frames\"", repo().display()),
+        )
+}
+
+/// [`demo_board`] written to `dir`/board.toml; returns its path.
+pub fn write_demo_board(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("board.toml");
+    std::fs::write(&path, demo_board()).unwrap();
+    path
+}
+
+/// [`demo_board`] with `camera` as its camera table, run one frame at a time (not pipelined) so
+/// every frame finishes as it is captured.
+pub fn board_with_camera(camera: &str) -> String {
+    let demo = demo_board().replace("pipelined = true", "pipelined = false");
     let start = demo.find("[camera]").unwrap();
     let end = demo.find("[display]").unwrap();
     format!("{}[camera]\n{camera}\n\n{}", &demo[..start], &demo[end..])
