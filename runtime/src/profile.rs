@@ -4,8 +4,6 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use serde::Serialize;
-
 use crate::alloc_count::AllocCounts;
 
 /// The stages of one frame, in the order they run.
@@ -50,7 +48,7 @@ impl Stage {
 }
 
 /// Wall time of each stage of one frame, in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StageTimes {
     pub decode: u64,
     pub preprocess: u64,
