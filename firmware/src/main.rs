@@ -285,7 +285,12 @@ fn print_camera(config: &BoardConfig, negotiated: Option<Negotiated>) {
     if (got.width, got.height, got.format) != asked {
         log::warn!(
             "camera {name}: asked for {}x{} {}, the driver gave {}x{} {}; using what it gives",
-            asked.0, asked.1, asked.2, got.width, got.height, got.format
+            asked.0,
+            asked.1,
+            asked.2,
+            got.width,
+            got.height,
+            got.format
         );
     }
 }
