@@ -6,6 +6,7 @@
 pub mod camera;
 pub mod config;
 pub mod display;
+pub mod logging;
 pub mod output;
 pub mod service;
 pub mod session;

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use kith::camera::spec::CameraSpec;
 use kith::camera::Negotiated;
 use kith::config::{BoardConfig, Devices};
+use kith::logging::{self, Verbosity};
 use kith::service::{Notifier, StopFlag};
 use kith::session::{Session, SessionError, SessionOptions, Step};
 use kith_runtime::alloc_count::{self, CountingAllocator};
@@ -33,6 +34,12 @@ const EXIT_BAD_CONFIG: u8 = 2;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Log errors only (no warnings or notices).
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Log debug messages too (and other crates' notices, e.g. tract's).
+    #[arg(long, short, global = true)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -75,6 +82,18 @@ struct RunArgs {
 fn main() -> ExitCode {
     kith_runtime::model::avoid_crashing_kernels();
     let cli = Cli::parse();
+    let verbosity = if cli.quiet {
+        Verbosity::Quiet
+    } else if cli.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
+    // Only fails when a logger is already installed, which nothing before this line does.
+    if let Err(e) = logging::init("kith", verbosity) {
+        eprintln!("kith: error: {e}");
+        return ExitCode::FAILURE;
+    }
     let command = cli.command.unwrap_or(Command::Run(RunArgs {
         board: DEMO_BOARD.into(),
         source: None,
@@ -99,7 +118,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kith: error: {}", format!("{e:#}").replace('\n', " "));
+            log::error!("{}", format!("{e:#}").replace('\n', " "));
             let config = e.chain().any(|c| {
                 c.downcast_ref::<SessionError>()
                     .is_some_and(SessionError::is_config)
@@ -172,8 +191,8 @@ fn run(args: &RunArgs) -> Result<()> {
         notifier.alive()?;
         if matches!(step, Step::Frame | Step::Pending) {
             if let Some((since, retries)) = lost.take() {
-                eprintln!(
-                    "kith: camera back after {:.1} s ({retries} failed reconnection attempts)",
+                log::info!(
+                    "camera back after {:.1} s ({retries} failed reconnection attempts)",
                     since.elapsed().as_secs_f64()
                 );
             }
@@ -182,16 +201,19 @@ fn run(args: &RunArgs) -> Result<()> {
             Step::End => break,
             Step::Pending => {}
             Step::Skipped(e) => {
-                eprintln!("kith: warning: {e}");
+                log::warn!("{e}");
                 skipped += 1;
             }
             Step::CameraLost(e) => match &mut lost {
                 None => {
-                    eprintln!("kith: warning: {e}");
+                    log::warn!("{e}");
                     lost = Some((std::time::Instant::now(), 0));
                     outages += 1;
                 }
-                Some((_, retries)) => *retries += 1,
+                Some((_, retries)) => {
+                    log::debug!("{e}");
+                    *retries += 1;
+                }
             },
             Step::Frame => {
                 let scene = session.scene();
@@ -261,9 +283,14 @@ fn print_camera(config: &BoardConfig, negotiated: Option<Negotiated>) {
     };
     println!("  camera    {name} ({kind}): {got}");
     if (got.width, got.height, got.format) != asked {
-        eprintln!(
-            "kith: warning: camera {name}: asked for {}x{} {}, the driver gave {}x{} {}; using what it gives",
-            asked.0, asked.1, asked.2, got.width, got.height, got.format
+        log::warn!(
+            "camera {name}: asked for {}x{} {}, the driver gave {}x{} {}; using what it gives",
+            asked.0,
+            asked.1,
+            asked.2,
+            got.width,
+            got.height,
+            got.format
         );
     }
 }

@@ -165,6 +165,7 @@ impl Session {
             *every = n;
         }
         let display = Display::open(&spec, frames.as_deref())?;
+        log::debug!("display opened: {}", display.describe());
         let snapshots = match (options.snapshots, &frames) {
             (Some(every), Some(dir)) if display.png().is_none() => {
                 Some(PngSnapshots::create(dir, every, display.resolution())?)

@@ -410,3 +410,72 @@ fn a_fallback_that_is_no_relation_model_fails_check_with_exit_2_naming_the_field
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn quiet_hides_the_warnings_and_verbose_adds_debug_lines() {
+    let src = temp_dir("quiet-source");
+    std::fs::write(src.join("b.jpg"), b"\xff\xd8\xff\xe0 truncated").unwrap();
+    std::fs::copy(
+        repo().join("board-configs/demo/frames/frame_005.jpg"),
+        src.join("c.jpg"),
+    )
+    .unwrap();
+    let out_dir = temp_dir("quiet-out");
+    let board = out_dir.join("board.toml");
+    std::fs::write(&board, demo_config_without_fallback()).unwrap();
+    let run = |flag: Option<&str>| {
+        let mut args = vec![
+            "run",
+            "--board",
+            board.to_str().unwrap(),
+            "--source",
+            src.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ];
+        args.extend(flag);
+        let out = kith(&args);
+        assert!(out.status.success(), "{flag:?}: {}", text(&out.stderr));
+        (text(&out.stdout), text(&out.stderr))
+    };
+    let warning = "kith: warning: ";
+    let (stdout, stderr) = run(None);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with(warning) && l.contains("b.jpg")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("debug:"), "{stderr}");
+    assert!(stdout.contains("skipped 1 unreadable frames"), "{stdout}");
+    let (quiet_stdout, quiet_stderr) = run(Some("--quiet"));
+    assert!(quiet_stderr.is_empty(), "--quiet: {quiet_stderr}");
+    // stdout (frame lines, latency table) is not a log: --quiet leaves it as it is.
+    for l in ["frame      0 c.jpg", "p99", "skipped 1 unreadable frames"] {
+        assert!(
+            stdout.contains(l) && quiet_stdout.contains(l),
+            "{l}: {quiet_stdout}"
+        );
+    }
+    let (_, verbose_stderr) = run(Some("-v"));
+    assert!(verbose_stderr.contains(warning), "{verbose_stderr}");
+    assert!(
+        verbose_stderr
+            .lines()
+            .any(|l| l.starts_with("kith: debug: ") && l.contains("gritv2-s.int8.onnx")),
+        "-v: {verbose_stderr}"
+    );
+    std::fs::remove_dir_all(&src).unwrap();
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+#[test]
+fn errors_still_show_with_quiet() {
+    let out = kith(&["--quiet", "check", "--board", "no-such-board.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("kith: error: ") && stderr.contains("no-such-board.toml"),
+        "{stderr}"
+    );
+}

@@ -146,7 +146,13 @@ fn fixed_shape(path: &Path, model: &TypedModel, outlet: OutletId) -> Result<Tens
 impl ModelFile {
     /// Loads `path` and prepares it to run with `threads` threads for its matrix products.
     pub fn load(path: &Path, threads: usize) -> Result<Self> {
+        let start = Instant::now();
         let (typed, metadata) = load_optimized(path)?;
+        log::debug!(
+            "{}: loaded and optimised in {:.0} ms",
+            path.display(),
+            start.elapsed().as_secs_f64() * 1e3
+        );
         let load_err = |cause: TractError| Error::load(path, cause);
         let inputs = typed
             .input_outlets()

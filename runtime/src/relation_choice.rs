@@ -155,6 +155,12 @@ impl Contender {
         let result = self.model.relate(persons, width, height, &mut relations);
         let took = start.elapsed();
         result.map_err(|e| self.failed(e))?;
+        log::debug!(
+            "timing {}: run {} took {:.1} ms",
+            self.model.model().file_name(),
+            self.runs.len() + 1,
+            took.as_secs_f64() * 1e3
+        );
         self.runs.push(took);
         self.spent += took;
         Ok(())

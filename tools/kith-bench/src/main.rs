@@ -104,6 +104,11 @@ fn main() -> ExitCode {
     let started = Instant::now();
     kith_runtime::model::avoid_crashing_kernels();
     let cli = Cli::parse();
+    // Only fails when a logger is already installed, which nothing before this line does.
+    if let Err(e) = kith::logging::init("kith-bench", kith::logging::Verbosity::Normal) {
+        eprintln!("kith-bench: error: {e}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Some(Command::Compare {
             old,
@@ -116,7 +121,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("kith-bench: error: {}", format!("{e:#}").replace('\n', " "));
+            log::error!("{}", format!("{e:#}").replace('\n', " "));
             ExitCode::from(2)
         }
     }
@@ -176,6 +181,13 @@ fn progress(done: u64, total: u64, label: &str) {
     let _ = std::io::stderr().flush();
 }
 
+/// Ends a progress bar line on stderr before a warning is logged there.
+fn end_progress_line() {
+    if log::log_enabled!(log::Level::Warn) {
+        eprintln!();
+    }
+}
+
 fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
     let Some(board) = &args.board else {
         bail!("--board FILE is required (or use `kith-bench compare OLD NEW`)");
@@ -207,7 +219,8 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
         match session.step()? {
             Step::End => bail!("the source ran out of frames"),
             Step::Skipped(e) => {
-                eprintln!("\nkith-bench: warning: {e}");
+                end_progress_line();
+                log::warn!("{e}");
                 skipped += 1;
                 if skipped > 100 && frame == 0 {
                     bail!("no readable frame in the source");
@@ -216,7 +229,8 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
             }
             Step::Pending => continue,
             Step::CameraLost(e) => {
-                eprintln!("\nkith-bench: warning: {e}");
+                end_progress_line();
+                log::warn!("{e}");
                 continue;
             }
             Step::Frame => {}

@@ -317,7 +317,13 @@ fn round3(v: f64) -> f64 {
 
 fn main() -> ExitCode {
     kith_runtime::model::avoid_crashing_kernels();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // Only fails when a logger is already installed, which nothing before this line does.
+    if let Err(e) = kith::logging::init("kith-model", kith::logging::Verbosity::Normal) {
+        eprintln!("Error: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, the cause chain included, as `Error: ...` (what returning the error from
