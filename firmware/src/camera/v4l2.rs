@@ -46,9 +46,9 @@ impl V4l2Source {
     /// the device.
     pub fn open(settings: &V4l2Settings, stop: StopFlag) -> Result<Self, SourceError> {
         let name = settings.device.display().to_string();
-        let stream = Stream::open(settings).map_err(|detail| SourceError::Fatal {
+        let stream = Stream::open(settings).map_err(|e| SourceError::Fatal {
             name: name.clone(),
-            detail,
+            detail: e.to_string(),
         })?;
         let negotiated = stream.negotiated;
         Ok(V4l2Source {
@@ -87,7 +87,7 @@ impl FrameSource for V4l2Source {
                     self.negotiated = stream.negotiated;
                     self.stream = Some(stream);
                 }
-                Err(detail) => return Err(self.lost(detail)),
+                Err(e) => return Err(self.lost(e.to_string())),
             }
         }
         let Some(stream) = self.stream.as_mut() else {
@@ -127,6 +127,49 @@ enum CaptureError {
     Lost(String),
 }
 
+/// Why a device could not be opened and set streaming. The text is the detail of
+/// [`SourceError::Fatal`] or of a lost camera; the ioctl's own error is kept as the source.
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    #[error("cannot open: {0}")]
+    Open(#[source] io::Error),
+    #[error("not a V4L2 device (VIDIOC_QUERYCAP: {0})")]
+    NotV4l2(#[source] io::Error),
+    #[error(
+        "\"{0}\" is a multi-planar capture device, which kith does not read \
+         (on a Raspberry Pi use `rpicam-vid --codec yuv420 -o - | kith run` with a pipe camera)"
+    )]
+    MultiPlanar(String),
+    #[error("\"{0}\" is not a video capture device")]
+    NotCapture(String),
+    #[error("\"{0}\" does not support streaming I/O")]
+    NoStreaming(String),
+    #[error("VIDIOC_S_FMT {width}x{height} {format} failed: {source}")]
+    SetFormat {
+        width: u32,
+        height: u32,
+        format: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("asked for {asked}, the driver gave {given}, which kith cannot read")]
+    UnreadableFormat { asked: String, given: String },
+    #[error("the driver set an empty {0}x{1} frame")]
+    EmptyFrame(u32, u32),
+    #[error("VIDIOC_REQBUFS ({0} mmap buffers) failed: {1}")]
+    RequestBuffers(u32, #[source] io::Error),
+    #[error("the driver granted {0} mmap buffers, at least {MIN_BUFFERS} are needed")]
+    TooFewBuffers(u32),
+    #[error("VIDIOC_QUERYBUF {0} failed: {1}")]
+    QueryBuffer(u32, #[source] io::Error),
+    #[error("mmap of buffer {0} failed: {1}")]
+    Map(u32, #[source] io::Error),
+    #[error("VIDIOC_QBUF failed: {0}")]
+    Queue(#[source] io::Error),
+    #[error("VIDIOC_STREAMON failed: {0}")]
+    StreamOn(#[source] io::Error),
+}
+
 /// An open, streaming capture device. Dropping it stops streaming, unmaps and frees the buffers
 /// and closes the file, in that order.
 struct Stream {
@@ -141,13 +184,13 @@ struct Stream {
 }
 
 impl Stream {
-    fn open(settings: &V4l2Settings) -> Result<Stream, String> {
+    fn open(settings: &V4l2Settings) -> Result<Stream, SetupError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(&settings.device)
-            .map_err(|e| format!("cannot open: {e}"))?;
+            .map_err(SetupError::Open)?;
         check_capabilities(&file)?;
         let negotiated = set_format(&file, settings)?;
         let mut stream = Stream {
@@ -160,28 +203,24 @@ impl Stream {
         };
         stream.map_buffers(settings.buffers)?;
         for index in 0..stream.maps.len() {
-            stream
-                .queue(index)
-                .map_err(|e| format!("VIDIOC_QBUF failed: {e}"))?;
+            stream.queue(index).map_err(SetupError::Queue)?;
         }
-        abi::stream_on(&stream.file).map_err(|e| format!("VIDIOC_STREAMON failed: {e}"))?;
+        abi::stream_on(&stream.file).map_err(SetupError::StreamOn)?;
         stream.streaming = true;
         Ok(stream)
     }
 
     /// Asks for `count` mmap buffers and maps every one the driver grants.
-    fn map_buffers(&mut self, count: u32) -> Result<(), String> {
+    fn map_buffers(&mut self, count: u32) -> Result<(), SetupError> {
         let granted = abi::request_mmap_buffers(&self.file, count)
-            .map_err(|e| format!("VIDIOC_REQBUFS ({count} mmap buffers) failed: {e}"))?;
+            .map_err(|e| SetupError::RequestBuffers(count, e))?;
         self.requested = true;
         if granted < MIN_BUFFERS {
-            return Err(format!(
-                "the driver granted {granted} mmap buffers, at least {MIN_BUFFERS} are needed"
-            ));
+            return Err(SetupError::TooFewBuffers(granted));
         }
         for index in 0..granted {
             let buf = abi::query_buffer(&self.file, index)
-                .map_err(|e| format!("VIDIOC_QUERYBUF {index} failed: {e}"))?;
+                .map_err(|e| SetupError::QueryBuffer(index, e))?;
             // SAFETY: a shared mapping of the `length` bytes the driver gave this buffer at its
             // mmap offset. The driver writes the buffer only while it is queued and kith reads
             // only the dequeued buffer it holds (`Stream::held`); the mapping lives in the
@@ -192,7 +231,7 @@ impl Stream {
                     .len(buf.length as usize)
                     .map_mut(&self.file)
             }
-            .map_err(|e| format!("mmap of buffer {index} failed: {e}"))?;
+            .map_err(|e| SetupError::Map(index, e))?;
             self.maps.push(map);
         }
         Ok(())
@@ -275,29 +314,25 @@ impl Drop for Stream {
 }
 
 /// Checks that the device captures video by streaming I/O, single-planar.
-fn check_capabilities(file: &File) -> Result<(), String> {
-    let cap = abi::query_capabilities(file)
-        .map_err(|e| format!("not a V4L2 device (VIDIOC_QUERYCAP: {e})"))?;
+fn check_capabilities(file: &File) -> Result<(), SetupError> {
+    let cap = abi::query_capabilities(file).map_err(SetupError::NotV4l2)?;
     let caps = cap.node_caps();
     let card = cap.card();
     if caps & abi::V4L2_CAP_VIDEO_CAPTURE == 0 {
         return Err(if caps & abi::V4L2_CAP_VIDEO_CAPTURE_MPLANE != 0 {
-            format!(
-                "\"{card}\" is a multi-planar capture device, which kith does not read \
-                 (on a Raspberry Pi use `rpicam-vid --codec yuv420 -o - | kith run` with a pipe camera)"
-            )
+            SetupError::MultiPlanar(card.to_string())
         } else {
-            format!("\"{card}\" is not a video capture device")
+            SetupError::NotCapture(card.to_string())
         });
     }
     if caps & abi::V4L2_CAP_STREAMING == 0 {
-        return Err(format!("\"{card}\" does not support streaming I/O"));
+        return Err(SetupError::NoStreaming(card.to_string()));
     }
     Ok(())
 }
 
 /// Asks for the configured size and format (VIDIOC_S_FMT) and returns what the driver set.
-fn set_format(file: &File, settings: &V4l2Settings) -> Result<Negotiated, String> {
+fn set_format(file: &File, settings: &V4l2Settings) -> Result<Negotiated, SetupError> {
     let asked = settings.format;
     let wanted = V4l2PixFormat {
         width: settings.width,
@@ -306,33 +341,26 @@ fn set_format(file: &File, settings: &V4l2Settings) -> Result<Negotiated, String
         field: abi::V4L2_FIELD_NONE,
         ..V4l2PixFormat::default()
     };
-    let pix = abi::set_capture_format(file, wanted).map_err(|e| {
-        format!(
-            "VIDIOC_S_FMT {}x{} {} failed: {e}",
-            settings.width,
-            settings.height,
-            fourcc_text(asked.fourcc())
-        )
+    let pix = abi::set_capture_format(file, wanted).map_err(|source| SetupError::SetFormat {
+        width: settings.width,
+        height: settings.height,
+        format: fourcc_text(asked.fourcc()),
+        source,
     })?;
     let code = pix.pixelformat.to_le_bytes();
     let format = CameraFormat::from_fourcc(code)
         .filter(|f| CameraFormat::V4L2.contains(f))
-        .ok_or_else(|| {
-            format!(
-                "asked for {}x{} {}, the driver gave {}x{} {}, which kith cannot read",
+        .ok_or_else(|| SetupError::UnreadableFormat {
+            asked: format!(
+                "{}x{} {}",
                 settings.width,
                 settings.height,
-                fourcc_text(asked.fourcc()),
-                pix.width,
-                pix.height,
-                fourcc_text(code)
-            )
+                fourcc_text(asked.fourcc())
+            ),
+            given: format!("{}x{} {}", pix.width, pix.height, fourcc_text(code)),
         })?;
     if pix.width == 0 || pix.height == 0 {
-        return Err(format!(
-            "the driver set an empty {}x{} frame",
-            pix.width, pix.height
-        ));
+        return Err(SetupError::EmptyFrame(pix.width, pix.height));
     }
     let stride = match format.pixel_format() {
         Some(p) => pix
