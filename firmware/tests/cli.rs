@@ -1,6 +1,8 @@
 //! The `kith` binary as a user runs it: `kith check` on every board config, `kith run` on the demo
 //! and on a folder with a corrupt image, and the JSON lines contract.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -36,16 +38,6 @@ fn demo_config_with_absolute_paths() -> String {
             "\"demo/frames\"",
             &format!("\"{}/board-configs/demo/frames\"", repo().display()),
         )
-}
-
-/// board-configs/demo.toml with absolute paths and no `fallback_model`.
-fn demo_config_without_fallback() -> String {
-    let demo = demo_config_with_absolute_paths();
-    assert!(demo.contains("\nfallback_model = "), "{demo}");
-    demo.lines()
-        .filter(|l| !l.starts_with("fallback_model"))
-        .map(|l| format!("{l}\n"))
-        .collect()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -176,7 +168,7 @@ fn run_skips_corrupt_images_and_writes_the_documented_json() {
     let out_dir = temp_dir("out");
     // The demo board without its fallback file: the INT8 file runs, whatever this CPU's timings.
     let board = out_dir.join("board.toml");
-    std::fs::write(&board, demo_config_without_fallback()).unwrap();
+    std::fs::write(&board, common::demo_board()).unwrap();
     let out = kith(&[
         "run",
         "--board",
@@ -422,7 +414,7 @@ fn quiet_hides_the_warnings_and_verbose_adds_debug_lines() {
     .unwrap();
     let out_dir = temp_dir("quiet-out");
     let board = out_dir.join("board.toml");
-    std::fs::write(&board, demo_config_without_fallback()).unwrap();
+    std::fs::write(&board, common::demo_board()).unwrap();
     let run = |flag: Option<&str>| {
         let mut args = vec![
             "run",
