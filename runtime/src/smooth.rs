@@ -123,3 +123,118 @@ impl Smoother {
         state
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(tracks: (u32, u32)) -> [Person; 2] {
+        let mut persons = [
+            Person::new(0, [0.0, 0.0, 10.0, 10.0], 0.9),
+            Person::new(1, [20.0, 0.0, 30.0, 10.0], 0.9),
+        ];
+        persons[0].track = tracks.0;
+        persons[1].track = tracks.1;
+        persons
+    }
+
+    fn on() -> SmoothingSettings {
+        SmoothingSettings {
+            enabled: true,
+            ..SmoothingSettings::default()
+        }
+    }
+
+    /// Label changes along a sequence of label indices.
+    fn flips(labels: &[usize]) -> usize {
+        labels.windows(2).filter(|w| w[0] != w[1]).count()
+    }
+
+    #[test]
+    fn a_label_flipping_every_other_frame_is_shown_steady() {
+        let mut smoother = Smoother::new(on(), 10);
+        let persons = pair((3, 5));
+        let (mut raw, mut shown) = (Vec::new(), Vec::new());
+        // 30 frames/s: 60 frames of friends and family alternating as top label, then 60 frames
+        // where the evidence really is family.
+        for frame in 0..120u64 {
+            let probs = if frame >= 60 || frame % 2 == 1 {
+                [0.3, 0.45, 0.1, 0.05, 0.05, 0.05]
+            } else {
+                [0.45, 0.3, 0.1, 0.05, 0.05, 0.05]
+            };
+            let mut relations = [Relation::new(0, 1, probs)];
+            smoother.update(&persons, &mut relations, frame, 1.0 / 30.0);
+            raw.push(relations[0].top());
+            shown.push(relations[0].shown as usize);
+        }
+        println!(
+            "120 frames: raw top label flips {} times, shown label {} times",
+            flips(&raw),
+            flips(&shown)
+        );
+        assert!(flips(&raw) >= 59);
+        assert_eq!(
+            &shown[..60],
+            &[0; 60],
+            "the shown label held while the evidence was mixed"
+        );
+        assert_eq!(flips(&shown), 1, "the label changed when the evidence did");
+        assert_eq!(shown[119], 1);
+    }
+
+    #[test]
+    fn smoothing_follows_the_time_constant() {
+        let mut smoother = Smoother::new(on(), 10);
+        let persons = pair((1, 2));
+        let mut r = [Relation::new(0, 1, [1.0, 0.0, 0.0, 0.0, 0.0, 0.0])];
+        smoother.update(&persons, &mut r, 0, 0.0);
+        assert_eq!(r[0].smoothed, r[0].probs);
+        // One time constant later, the average has moved 63% of the way.
+        let mut r = [Relation::new(0, 1, [0.0, 1.0, 0.0, 0.0, 0.0, 0.0])];
+        smoother.update(&persons, &mut r, 1, 1.0);
+        assert!(
+            (r[0].smoothed[1] - 0.632).abs() < 1e-3,
+            "{:?}",
+            r[0].smoothed
+        );
+        assert_eq!(r[0].shown_label(), "family");
+        assert!((r[0].shown_score() - 0.632).abs() < 1e-3);
+    }
+
+    #[test]
+    fn new_pairs_start_from_their_own_scores() {
+        let mut smoother = Smoother::new(on(), 10);
+        let probs = [0.1, 0.1, 0.6, 0.1, 0.05, 0.05];
+        let mut r = [Relation::new(0, 1, [0.9, 0.02, 0.02, 0.02, 0.02, 0.02])];
+        smoother.update(&pair((1, 2)), &mut r, 0, 0.0);
+        // Other tracks in the same places: strangers, not the pair before.
+        let mut r = [Relation::new(0, 1, probs)];
+        smoother.update(&pair((3, 4)), &mut r, 1, 0.1);
+        assert_eq!(r[0].smoothed, probs);
+        assert_eq!(r[0].shown_label(), "couple");
+        // The same tracks listed the other way round are the same pair.
+        let mut r = [Relation::new(0, 1, [0.0; NUM_FINE])];
+        smoother.update(&pair((4, 3)), &mut r, 2, 0.1);
+        assert!(r[0].smoothed[2] > 0.5 && r[0].smoothed[2] < 0.6);
+    }
+
+    #[test]
+    fn off_shows_each_frame_as_it_is() {
+        let mut smoother = Smoother::new(SmoothingSettings::default(), 10);
+        let persons = pair((1, 2));
+        for (frame, probs) in [
+            [0.5, 0.3, 0.1, 0.05, 0.03, 0.02],
+            [0.3, 0.5, 0.1, 0.05, 0.03, 0.02],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut r = [Relation::new(0, 1, probs)];
+            r[0].smoothed = [0.0; NUM_FINE];
+            smoother.update(&persons, &mut r, frame as u64, 1.0 / 30.0);
+            assert_eq!(r[0].smoothed, probs);
+            assert_eq!(r[0].shown as usize, r[0].top());
+        }
+    }
+}

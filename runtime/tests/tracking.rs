@@ -1,0 +1,179 @@
+//! Tracking on the real pipeline (detector, tracker, relation model, smoother), on sequences
+//! generated from the demo frames: a camera panning a few pixels per frame over one scene, and the
+//! two people of a scene swapping places abruptly.
+
+mod common;
+
+use common::{demo_frames, model};
+use kith_runtime::image::RgbImage;
+use kith_runtime::{
+    DetectorSettings, Person, Pipeline, PipelineSettings, SmoothingSettings, TrackerSettings,
+};
+
+fn pipeline() -> Pipeline {
+    let settings = PipelineSettings {
+        threads: 1,
+        detector: DetectorSettings::default(),
+        pipelined: false,
+        tracker: TrackerSettings::default(),
+        smoothing: SmoothingSettings {
+            enabled: true,
+            ..SmoothingSettings::default()
+        },
+    };
+    Pipeline::load(
+        &model("person-detector.onnx"),
+        &model("gritv2-s.fp32.onnx"),
+        settings,
+    )
+    .unwrap()
+}
+
+/// Runs `frame` through the pipeline; returns its persons.
+fn run(pipeline: &mut Pipeline, frame: &RgbImage, name: &str) -> Vec<Person> {
+    assert!(pipeline.step(&frame.as_frame(), name, 0).unwrap());
+    let scene = pipeline.finish();
+    for r in &scene.relations {
+        let tracks = [r.a, r.b].map(|i| scene.persons[i as usize].track);
+        assert!(tracks[0] != tracks[1] && tracks.iter().all(|t| *t > 0));
+    }
+    scene.persons.to_vec()
+}
+
+/// The `w` x `h` window of `img` whose top left corner is (`x`, `y`).
+fn crop(img: &RgbImage, x: usize, y: usize, w: usize, h: usize) -> RgbImage {
+    let mut out = RgbImage::with_capacity(w, h);
+    out.set_size(w, h);
+    for row in 0..h {
+        let src = ((y + row) * img.width + x) * 3;
+        out.data[row * w * 3..(row + 1) * w * 3].copy_from_slice(&img.data[src..src + w * 3]);
+    }
+    out
+}
+
+/// `img` shifted right by `dx` pixels, what leaves on the right coming in on the left.
+fn roll(img: &RgbImage, dx: usize) -> RgbImage {
+    let mut out = img.clone();
+    for y in 0..img.height {
+        for x in 0..img.width {
+            let (s, d) = ((y * img.width + x) * 3, (y * img.width + (x + dx) % img.width) * 3);
+            out.data[d..d + 3].copy_from_slice(&img.data[s..s + 3]);
+        }
+    }
+    out
+}
+
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let area = |b: &[f32; 4]| (b[2] - b[0]) * (b[3] - b[1]);
+    w * h / (area(a) + area(b) - w * h)
+}
+
+fn shifted(b: &[f32; 4], dx: f32, dy: f32) -> [f32; 4] {
+    [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy]
+}
+
+/// The person of `persons` that is the one expected at `expected`, if one is.
+fn found_at<'a>(persons: &'a [Person], expected: &[f32; 4]) -> Option<&'a Person> {
+    persons.iter().find(|p| iou(&p.bbox, expected) > 0.5)
+}
+
+#[test]
+fn people_moving_a_few_pixels_per_frame_keep_their_track_ids() {
+    let frames = demo_frames();
+    let mut pipeline = pipeline();
+    // One pan per scene of the demo (2, 3 and 4 people): 20 frames, 3 px right and 2 px down per
+    // frame, so the people move 3 px left and 2 px up in the picture.
+    for (name, img) in [&frames[0], &frames[5], &frames[10]] {
+        let (w, h) = (img.width - 60, img.height - 40);
+        let first = run(&mut pipeline, &crop(img, 0, 0, w, h), name);
+        assert!(first.len() >= 2, "{name}: {} persons", first.len());
+        let (mut kept, mut seen) = (0, 0);
+        for i in 1..20 {
+            let persons = run(&mut pipeline, &crop(img, 3 * i, 2 * i, w, h), name);
+            let (dx, dy) = (-3.0 * i as f32, -2.0 * i as f32);
+            for p0 in &first {
+                if let Some(p) = found_at(&persons, &shifted(&p0.bbox, dx, dy)) {
+                    seen += 1;
+                    assert_eq!(p.track, p0.track, "{name} frame {i}: {p:?} was {p0:?}");
+                    kept += 1;
+                }
+            }
+            let mut tracks: Vec<u32> = persons.iter().map(|p| p.track).collect();
+            tracks.sort_unstable();
+            tracks.dedup();
+            assert_eq!(tracks.len(), persons.len(), "{name} frame {i}: one id per person");
+        }
+        println!(
+            "{name}: {} persons, {kept} of {seen} re-detections over 19 moved frames kept their track",
+            first.len()
+        );
+        assert!(
+            seen >= 19 * first.len() * 9 / 10,
+            "{name}: the detector must find the moved people: {seen}"
+        );
+    }
+}
+
+#[test]
+fn two_people_swapping_places_abruptly_keep_their_ids() {
+    let frames = demo_frames();
+    let (name, img) = &frames[0];
+    let mut pipeline = pipeline();
+    let first = run(&mut pipeline, img, name);
+    assert_eq!(first.len(), 2, "{first:?}");
+    // The astronaut is left, Hopper right; rolling the picture by the width right of the gap
+    // between them puts Hopper on the left and the astronaut on the right.
+    let (left, right) = if first[0].bbox[0] < first[1].bbox[0] {
+        (first[0], first[1])
+    } else {
+        (first[1], first[0])
+    };
+    let gap = ((left.bbox[2] + right.bbox[0]) / 2.0) as usize;
+    let dx = img.width - gap;
+    for _ in 0..3 {
+        let again = run(&mut pipeline, img, name);
+        assert!(found_at(&again, &left.bbox).is_some_and(|p| p.track == left.track));
+    }
+    let swapped = roll(img, dx);
+    let persons = run(&mut pipeline, &swapped, "swapped");
+    let width = img.width as f32;
+    let moved = |b: &[f32; 4], by: f32| {
+        let s = shifted(b, by, 0.0);
+        if s[0] >= width {
+            shifted(&s, -width, 0.0)
+        } else {
+            s
+        }
+    };
+    let left_now = found_at(&persons, &moved(&left.bbox, dx as f32)).expect("left person moved");
+    let right_now =
+        found_at(&persons, &moved(&right.bbox, dx as f32)).expect("right person moved");
+    println!(
+        "before: left track {}, right track {}; after the swap: {} at {:?}, {} at {:?}",
+        left.track, right.track, left_now.track, left_now.bbox, right_now.track, right_now.bbox
+    );
+    assert_eq!(left_now.track, left.track);
+    assert_eq!(right_now.track, right.track);
+}
+
+#[test]
+fn a_folder_of_unrelated_photos_starts_fresh_tracks() {
+    let frames = demo_frames();
+    let mut pipeline = pipeline();
+    // The demo's three scenes, one frame each, then the first again: each cut starts new tracks.
+    let mut all = Vec::new();
+    for i in [0, 5, 10, 0] {
+        let (name, img) = &frames[i];
+        let persons = run(&mut pipeline, img, name);
+        let tracks: Vec<u32> = persons.iter().map(|p| p.track).collect();
+        println!("{name}: tracks {tracks:?}");
+        assert!(!tracks.is_empty());
+        assert!(
+            tracks.iter().all(|t| !all.contains(t)),
+            "{name}: a track of an earlier photo came back"
+        );
+        all.extend(tracks);
+    }
+}
