@@ -1,6 +1,6 @@
 //! Tracking on the real pipeline (detector, tracker, relation model, smoother), on sequences
-//! generated from the demo frames: a camera panning a few pixels per frame over one scene, and the
-//! two people of a scene swapping places abruptly.
+//! generated from the demo frames: a camera panning a few pixels per frame over each scene, two
+//! people of a scene swapping places abruptly, and photos of other scenes one after the other.
 
 mod common;
 
@@ -51,13 +51,21 @@ fn crop(img: &RgbImage, x: usize, y: usize, w: usize, h: usize) -> RgbImage {
     out
 }
 
-/// `img` shifted right by `dx` pixels, what leaves on the right coming in on the left.
-fn roll(img: &RgbImage, dx: usize) -> RgbImage {
+/// `img` with its two `w` x `h` rectangles at `(x1, y)` and `(x2, y)` swapped.
+fn swap_rectangles(
+    img: &RgbImage,
+    (x1, x2, y): (usize, usize, usize),
+    (w, h): (usize, usize),
+) -> RgbImage {
     let mut out = img.clone();
-    for y in 0..img.height {
-        for x in 0..img.width {
-            let (s, d) = ((y * img.width + x) * 3, (y * img.width + (x + dx) % img.width) * 3);
-            out.data[d..d + 3].copy_from_slice(&img.data[s..s + 3]);
+    for row in y..y + h {
+        for col in 0..w {
+            let (a, b) = (
+                (row * img.width + x1 + col) * 3,
+                (row * img.width + x2 + col) * 3,
+            );
+            out.data[a..a + 3].copy_from_slice(&img.data[b..b + 3]);
+            out.data[b..b + 3].copy_from_slice(&img.data[a..a + 3]);
         }
     }
     out
@@ -103,7 +111,11 @@ fn people_moving_a_few_pixels_per_frame_keep_their_track_ids() {
             let mut tracks: Vec<u32> = persons.iter().map(|p| p.track).collect();
             tracks.sort_unstable();
             tracks.dedup();
-            assert_eq!(tracks.len(), persons.len(), "{name} frame {i}: one id per person");
+            assert_eq!(
+                tracks.len(),
+                persons.len(),
+                "{name} frame {i}: one id per person"
+            );
         }
         println!(
             "{name}: {} persons, {kept} of {seen} re-detections over 19 moved frames kept their track",
@@ -119,50 +131,46 @@ fn people_moving_a_few_pixels_per_frame_keep_their_track_ids() {
 #[test]
 fn two_people_swapping_places_abruptly_keep_their_ids() {
     let frames = demo_frames();
-    let (name, img) = &frames[0];
+    // frame_010: the mirrored astronaut (x 6-157) and Hopper (x 200-301) stand behind the desk,
+    // each inside one of two 168 x 160 rectangles side by side; swapping the rectangles swaps them.
+    let (name, img) = &frames[10];
+    let (rects, size) = ((0, 170, 240), (168, 160));
     let mut pipeline = pipeline();
     let first = run(&mut pipeline, img, name);
-    assert_eq!(first.len(), 2, "{first:?}");
-    // The astronaut is left, Hopper right; rolling the picture by the width right of the gap
-    // between them puts Hopper on the left and the astronaut on the right.
-    let (left, right) = if first[0].bbox[0] < first[1].bbox[0] {
-        (first[0], first[1])
-    } else {
-        (first[1], first[0])
+    let inside = |p: &Person, x: usize| {
+        let (cx, cy) = p.centre();
+        (x as f32..(x + size.0) as f32).contains(&cx) && (240.0..400.0).contains(&cy)
     };
-    let gap = ((left.bbox[2] + right.bbox[0]) / 2.0) as usize;
-    let dx = img.width - gap;
+    let astronaut = *first
+        .iter()
+        .find(|p| inside(p, rects.0))
+        .expect("astronaut");
+    let hopper = *first.iter().find(|p| inside(p, rects.1)).expect("Hopper");
     for _ in 0..3 {
         let again = run(&mut pipeline, img, name);
-        assert!(found_at(&again, &left.bbox).is_some_and(|p| p.track == left.track));
+        assert!(found_at(&again, &astronaut.bbox).is_some_and(|p| p.track == astronaut.track));
+        assert!(found_at(&again, &hopper.bbox).is_some_and(|p| p.track == hopper.track));
     }
-    let swapped = roll(img, dx);
-    let persons = run(&mut pipeline, &swapped, "swapped");
-    let width = img.width as f32;
-    let moved = |b: &[f32; 4], by: f32| {
-        let s = shifted(b, by, 0.0);
-        if s[0] >= width {
-            shifted(&s, -width, 0.0)
-        } else {
-            s
-        }
-    };
-    let left_now = found_at(&persons, &moved(&left.bbox, dx as f32)).expect("left person moved");
-    let right_now =
-        found_at(&persons, &moved(&right.bbox, dx as f32)).expect("right person moved");
+    let persons = run(&mut pipeline, &swap_rectangles(img, rects, size), "swapped");
+    let d = (rects.1 - rects.0) as f32;
+    let astronaut_now =
+        found_at(&persons, &shifted(&astronaut.bbox, d, 0.0)).expect("astronaut moved right");
+    let hopper_now =
+        found_at(&persons, &shifted(&hopper.bbox, -d, 0.0)).expect("Hopper moved left");
     println!(
-        "before: left track {}, right track {}; after the swap: {} at {:?}, {} at {:?}",
-        left.track, right.track, left_now.track, left_now.bbox, right_now.track, right_now.bbox
+        "before: astronaut track {}, Hopper track {}; after the swap: astronaut {}, Hopper {}",
+        astronaut.track, hopper.track, astronaut_now.track, hopper_now.track
     );
-    assert_eq!(left_now.track, left.track);
-    assert_eq!(right_now.track, right.track);
+    assert_eq!(astronaut_now.track, astronaut.track);
+    assert_eq!(hopper_now.track, hopper.track);
 }
 
 #[test]
 fn a_folder_of_unrelated_photos_starts_fresh_tracks() {
     let frames = demo_frames();
     let mut pipeline = pipeline();
-    // The demo's three scenes, one frame each, then the first again: each cut starts new tracks.
+    // The first frame of each of the demo's three scenes (other people, other places), then the
+    // first again: each is a scene cut, and no track of an earlier photo comes back.
     let mut all = Vec::new();
     for i in [0, 5, 10, 0] {
         let (name, img) = &frames[i];
