@@ -6,11 +6,8 @@
 use heapless::Vec as HVec;
 
 use crate::labels::NUM_FINE;
+use crate::limits::MAX_SMOOTHED_PAIRS;
 use crate::scene::{top_of, Person, Relation};
-use crate::track::MAX_TRACKS;
-
-/// Most pairs remembered: every pair of [`MAX_TRACKS`] tracks.
-const MAX_SMOOTHED_PAIRS: usize = MAX_TRACKS * (MAX_TRACKS - 1) / 2;
 
 /// How labels are smoothed, from the board config.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -9,11 +9,8 @@
 use heapless::Vec as HVec;
 
 use crate::image::RgbImage;
-use crate::limits::MAX_PERSONS;
+use crate::limits::{MAX_PERSONS, MAX_TRACKS};
 use crate::scene::Person;
-
-/// Most tracks kept: the persons of this frame plus as many recently missed.
-pub const MAX_TRACKS: usize = 2 * MAX_PERSONS;
 
 /// Levels per colour channel in the appearance histogram (4 x 4 x 4 bins).
 const LEVELS: usize = 4;
