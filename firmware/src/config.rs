@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::camera::spec::{CameraConfig, CameraSpec};
 use crate::display::spec::{DisplayConfig, DisplaySpec};
+use crate::tracking::{TrackingConfig, TrackingSpec};
 
 /// A board config error: one line naming the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +125,8 @@ struct BoardFile {
     display: DisplayConfig,
     detector: DetectorConfig,
     relation: RelationConfig,
+    #[serde(default)]
+    tracking: TrackingConfig,
 }
 
 fn one() -> usize {
@@ -146,6 +149,7 @@ pub struct BoardConfig {
     pub display: DisplaySpec,
     pub detector: DetectorSpec,
     pub relation: RelationConfig,
+    pub tracking: TrackingSpec,
     /// The file this was read from.
     pub file: PathBuf,
 }
@@ -275,6 +279,7 @@ impl BoardConfig {
                 });
             }
         }
+        let tracking = raw.tracking.into_spec(&camera)?;
         Ok(BoardConfig {
             name: raw.name,
             threads: raw.threads,
@@ -283,6 +288,7 @@ impl BoardConfig {
             display,
             detector,
             relation,
+            tracking,
             file: PathBuf::new(),
         })
     }
@@ -293,6 +299,8 @@ impl BoardConfig {
             threads: self.threads,
             pipelined: self.pipelined,
             detector: self.detector.settings,
+            tracker: self.tracking.tracker,
+            smoothing: self.tracking.smoothing,
         }
     }
 }

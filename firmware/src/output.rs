@@ -88,7 +88,10 @@ impl Serialize for SceneRecord<'_> {
         st.serialize_field("width", &scene.width)?;
         st.serialize_field("height", &scene.height)?;
         st.serialize_field("persons", &PersonsRecord(&scene.persons))?;
-        st.serialize_field("relations", &RelationsRecord(&scene.relations))?;
+        st.serialize_field(
+            "relations",
+            &RelationsRecord(&scene.relations, &scene.persons),
+        )?;
         st.serialize_field("weights", self.weights)?;
         st.serialize_field("relation_model", self.relation_model)?;
         st.serialize_field("timings_us", &TimingsRecord(&scene.timings))?;
@@ -108,34 +111,40 @@ struct PersonRecord<'a>(&'a Person);
 
 impl Serialize for PersonRecord<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Person", 3)?;
+        let mut st = s.serialize_struct("Person", 4)?;
         st.serialize_field("id", &self.0.id)?;
         st.serialize_field("box", &self.0.bbox.map(round1))?;
         st.serialize_field("score", &round4(self.0.score))?;
+        st.serialize_field("track", &self.0.track)?;
         st.end()
     }
 }
 
-struct RelationsRecord<'a>(&'a [Relation]);
+/// The relations, with the persons they refer to (for their track ids).
+struct RelationsRecord<'a>(&'a [Relation], &'a [Person]);
 
 impl Serialize for RelationsRecord<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(RelationRecord))
+        s.collect_seq(self.0.iter().map(|r| RelationRecord(r, self.1)))
     }
 }
 
-struct RelationRecord<'a>(&'a Relation);
+struct RelationRecord<'a>(&'a Relation, &'a [Person]);
 
 impl Serialize for RelationRecord<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.0;
-        let mut st = s.serialize_struct("Relation", 6)?;
+        let track = |i: u8| self.1.get(i as usize).map_or(0, |p| p.track);
+        let mut st = s.serialize_struct("Relation", 9)?;
         st.serialize_field("a", &r.a)?;
         st.serialize_field("b", &r.b)?;
         st.serialize_field("label", r.label())?;
         st.serialize_field("coarse", r.coarse())?;
         st.serialize_field("score", &round4(r.score()))?;
         st.serialize_field("scores", &ScoresRecord(&r.probs))?;
+        st.serialize_field("tracks", &[track(r.a), track(r.b)])?;
+        st.serialize_field("smoothed", &ScoresRecord(&r.smoothed))?;
+        st.serialize_field("shown", r.shown_label())?;
         st.end()
     }
 }
@@ -188,27 +197,23 @@ mod tests {
             ..Default::default()
         };
         scene.set_source("frame_003.jpg");
-        scene
-            .persons
-            .push(Person {
-                id: 0,
-                bbox: [1.0, 2.0, 30.25, 40.0],
-                score: 0.97,
-            })
-            .unwrap();
-        scene
-            .persons
-            .push(Person {
-                id: 1,
-                bbox: [50.0, 2.0, 90.0, 40.0],
-                score: 0.5,
-            })
-            .unwrap();
+        for (id, bbox, score, track) in [
+            (0, [1.0, 2.0, 30.25, 40.0], 0.97, 7),
+            (1, [50.0, 2.0, 90.0, 40.0], 0.5, 4),
+        ] {
+            let person = Person {
+                track,
+                ..Person::new(id, bbox, score)
+            };
+            scene.persons.push(person).unwrap();
+        }
         let probs = [0.61, 0.1, 0.09, 0.1, 0.05, 0.05];
-        scene
-            .relations
-            .push(Relation { a: 0, b: 1, probs })
-            .unwrap();
+        let relation = Relation {
+            smoothed: [0.3, 0.4, 0.1, 0.1, 0.05, 0.05],
+            shown: 1,
+            ..Relation::new(0, 1, probs)
+        };
+        scene.relations.push(relation).unwrap();
         let mut out = Vec::new();
         write_line(&scene, "untrained-demo", "gritv2-s.int8.onnx", &mut out).unwrap();
         assert_eq!(out.last(), Some(&b'\n'));
@@ -232,7 +237,18 @@ mod tests {
             v["persons"][0]["box"],
             serde_json::json!([1.0, 2.0, 30.3, 40.0])
         );
+        let person_keys: Vec<_> = v["persons"][0].as_object().unwrap().keys().collect();
+        assert_eq!(person_keys, ["box", "id", "score", "track"]);
+        assert_eq!(v["persons"][0]["track"], 7);
         let rel = &v["relations"][0];
+        let relation_keys: Vec<_> = rel.as_object().unwrap().keys().collect();
+        assert_eq!(
+            relation_keys,
+            ["a", "b", "coarse", "label", "score", "scores", "shown", "smoothed", "tracks"]
+        );
+        assert_eq!(rel["tracks"], serde_json::json!([7, 4]));
+        assert_eq!(rel["shown"], "family");
+        assert_eq!(rel["smoothed"]["family"], 0.4);
         assert_eq!((rel["a"].as_u64(), rel["b"].as_u64()), (Some(0), Some(1)));
         assert_eq!(rel["label"], "friends");
         assert_eq!(rel["coarse"], "intimate");

@@ -47,17 +47,11 @@ fn scene(shift: f32) -> Scene {
         (0, [20.0, 30.0, 110.0, 220.0]),
         (1, [180.0 + shift, 40.0, 280.0 + shift, 230.0]),
     ] {
-        s.persons
-            .push(Person {
-                id,
-                bbox,
-                score: 0.9,
-            })
-            .unwrap();
+        s.persons.push(Person::new(id, bbox, 0.9)).unwrap();
     }
     let mut probs = [0.02; 6];
     probs[1] = 0.9;
-    s.relations.push(Relation { a: 0, b: 1, probs }).unwrap();
+    s.relations.push(Relation::new(0, 1, probs)).unwrap();
     s
 }
 

@@ -36,27 +36,22 @@ fn largest_scene() -> Scene {
     scene.set_source(&"\u{1}".repeat(1000));
     for id in 0..MAX_PERSONS {
         let f = id as f32;
-        scene
-            .persons
-            .push(Person {
-                id: id as u8,
-                bbox: [1234.5678 + f, 987.6543 + f, 1876.4321 - f, 1079.9876 - f],
-                score: 0.123_456_7 + f / 100.0,
-            })
-            .unwrap();
+        let bbox = [1234.5678 + f, 987.6543 + f, 1876.4321 - f, 1079.9876 - f];
+        let person = Person {
+            track: u32::MAX - id as u32,
+            ..Person::new(id as u8, bbox, 0.123_456_7 + f / 100.0)
+        };
+        scene.persons.push(person).unwrap();
     }
     for a in 0..MAX_PERSONS {
         for b in a + 1..MAX_PERSONS {
             let mut probs = [0.012_345_67; NUM_FINE];
             probs[(a + b) % NUM_FINE] = 0.938_271_6;
-            scene
-                .relations
-                .push(Relation {
-                    a: a as u8,
-                    b: b as u8,
-                    probs,
-                })
-                .unwrap();
+            let relation = Relation {
+                smoothed: [0.123_456_7; NUM_FINE],
+                ..Relation::new(a as u8, b as u8, probs)
+            };
+            scene.relations.push(relation).unwrap();
         }
     }
     assert_eq!(scene.relations.len(), MAX_PAIRS);

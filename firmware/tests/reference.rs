@@ -1,7 +1,8 @@
 //! The replay demo against the results kith gives on x86_64 (`tests/data/demo-x86_64.jsonl`): on
 //! any target, and in CI on aarch64 and armv7 under qemu-user, `kith run` on the demo board finds
-//! the same persons in the same order, relates the same pairs with the same fine and coarse labels,
-//! and puts boxes and scores within the tolerances below of the reference.
+//! the same persons in the same order with the same track ids, relates the same pairs with the same
+//! fine, coarse and shown labels, and puts boxes and scores within the tolerances below of the
+//! reference.
 //!
 //! Regenerate the reference on x86_64 after a deliberate change of models or pipeline:
 //! `cargo run --release -- run --out /tmp/kith-ref && cp /tmp/kith-ref/results.jsonl
@@ -78,6 +79,11 @@ fn compare_frame(got: &Value, want: &Value, max: &mut MaxDiff) {
     assert_eq!(gp.len(), wp.len(), "{frame}: persons");
     for (g, w) in gp.iter().zip(wp) {
         assert_eq!(g["id"], w["id"], "{frame}");
+        assert_eq!(
+            g["track"], w["track"],
+            "{frame}: track of person {}",
+            w["id"]
+        );
         for (a, b) in g["box"]
             .as_array()
             .unwrap()
@@ -99,6 +105,8 @@ fn compare_frame(got: &Value, want: &Value, max: &mut MaxDiff) {
         assert_eq!((&g["a"], &g["b"]), pair, "{frame}");
         assert_eq!(g["label"], w["label"], "{frame} pair {pair:?}");
         assert_eq!(g["coarse"], w["coarse"], "{frame} pair {pair:?}");
+        assert_eq!(g["tracks"], w["tracks"], "{frame} pair {pair:?}");
+        assert_eq!(g["shown"], w["shown"], "{frame} pair {pair:?}");
         let d = (number(&g["score"], "score") - number(&w["score"], "score")).abs();
         max.relation_score = max.relation_score.max(d);
         let (gs, ws) = (

@@ -272,11 +272,7 @@ impl PersonDetector {
             }
             let id = persons.len() as u8;
             // Cannot fail: the loop stops when `persons` is full.
-            let _ = persons.push(Person {
-                id,
-                bbox,
-                score: c.score,
-            });
+            let _ = persons.push(Person::new(id, bbox, c.score));
         }
         Ok(())
     }

@@ -2,7 +2,8 @@
 //!
 //! The pipeline finds the people in a frame with a [`PersonDetector`], recognises the social relation
 //! of every pair of them with the GRITv2-S [`RelationModel`], and draws the result with the
-//! [`overlay`] on any `embedded_graphics` draw target. It knows nothing of devices: cameras and
+//! [`overlay`] on any `embedded_graphics` draw target. Persons keep a [`track`] id across frames,
+//! and the labels of tracked pairs are [`smooth`]ed over time. It knows nothing of devices: cameras and
 //! displays live in the `kith` binary. Every buffer is allocated when the pipeline is built; a frame
 //! allocates nothing outside tract's own model calls (see [`alloc_count`]).
 
@@ -21,6 +22,8 @@ pub mod profile;
 pub mod relate;
 pub mod relation_choice;
 mod scene;
+pub mod smooth;
+pub mod track;
 
 pub use detect::{DetectorSettings, PersonDetector};
 pub use error::{Error, LoadError, RunError};
@@ -28,6 +31,8 @@ pub use image::{Frame, PixelFormat};
 pub use pipeline::{Pipeline, PipelineSettings, RelationInfo};
 pub use relate::RelationModel;
 pub use scene::{Person, Relation, Scene};
+pub use smooth::SmoothingSettings;
+pub use track::TrackerSettings;
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

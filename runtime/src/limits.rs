@@ -6,6 +6,12 @@ pub const MAX_PERSONS: usize = 8;
 /// Unordered pairs of [`MAX_PERSONS`] persons.
 pub const MAX_PAIRS: usize = MAX_PERSONS * (MAX_PERSONS - 1) / 2;
 
+/// Most tracks kept ([`crate::track`]): the persons of this frame plus as many recently missed.
+pub const MAX_TRACKS: usize = 2 * MAX_PERSONS;
+
+/// Most pairs whose smoothed scores are remembered ([`crate::smooth`]): every pair of [`MAX_TRACKS`].
+pub const MAX_SMOOTHED_PAIRS: usize = MAX_TRACKS * (MAX_TRACKS - 1) / 2;
+
 /// Longest frame source name kept in a [`crate::Scene`] (bytes); longer names are cut at a char boundary.
 pub const SOURCE_NAME_CAPACITY: usize = 128;
 

@@ -272,25 +272,13 @@ mod tests {
             ..Default::default()
         };
         s.persons
-            .push(Person {
-                id: 0,
-                bbox: [20.0, 40.0, 100.0, 220.0],
-                score: 0.9,
-            })
+            .push(Person::new(0, [20.0, 40.0, 100.0, 220.0], 0.9))
             .unwrap();
         s.persons
-            .push(Person {
-                id: 1,
-                bbox: [200.0, 30.0, 300.0, 230.0],
-                score: 0.8,
-            })
+            .push(Person::new(1, [200.0, 30.0, 300.0, 230.0], 0.8))
             .unwrap();
         s.relations
-            .push(Relation {
-                a: 0,
-                b: 1,
-                probs: [0.7, 0.1, 0.05, 0.05, 0.05, 0.05],
-            })
+            .push(Relation::new(0, 1, [0.7, 0.1, 0.05, 0.05, 0.05, 0.05]))
             .unwrap();
         s
     }

@@ -21,6 +21,8 @@ use crate::profile::{micros_since, Profile};
 use crate::relate::RelationModel;
 use crate::relation_choice::{self, Choice};
 use crate::scene::Scene;
+use crate::smooth::{Smoother, SmoothingSettings};
+use crate::track::{Tracker, TrackerSettings};
 use crate::{Error, Result};
 
 /// How the pipeline is built, from the board config.
@@ -32,13 +34,18 @@ pub struct PipelineSettings {
     /// Relate frame t on a worker thread while frame t+1 is detected. Results then come one frame
     /// later, and frames/s is no longer 1 / total.
     pub pipelined: bool,
+    /// How persons keep their track ids across frames.
+    pub tracker: TrackerSettings,
+    /// How the relation labels of tracked pairs are smoothed.
+    pub smoothing: SmoothingSettings,
 }
 
-/// A frame on its way through the pipeline: its pixels and what was found in it.
+/// A frame on its way through the pipeline: its pixels, what was found in it, and when it came.
 #[derive(Debug, Default)]
 struct FrameJob {
     rgb: RgbImage,
     scene: Scene,
+    arrived: Option<Instant>,
 }
 
 /// What the relation model is and where it runs.
@@ -113,6 +120,10 @@ pub struct Pipeline {
     profile: Profile,
     next_frame: u64,
     frame_allocs: AllocCounts,
+    tracker: Tracker,
+    smoother: Smoother,
+    /// When the last smoothed frame came.
+    last_smoothed: Option<Instant>,
 }
 
 /// Relates the persons of a job (the "relate" stage, plus the relation model's share of
@@ -170,7 +181,7 @@ impl Pipeline {
         let threads = settings.threads.max(1);
         let detector = PersonDetector::load(detector, threads, settings.detector)?;
         let relation = RelationModel::load(relation, threads)?;
-        Self::new(detector, relation, settings.pipelined)
+        Self::new(detector, relation, settings)
     }
 
     /// Loads both models as [`Pipeline::load`] does; with a `fallback` relation model file, loads it
@@ -189,13 +200,18 @@ impl Pipeline {
         let relation = RelationModel::load(relation, threads)?;
         let fallback = relation_choice::load_fallback(fallback, threads)?;
         let (relation, choice) = relation_choice::keep_faster(relation, fallback)?;
-        let mut pipeline = Self::new(detector, relation, settings.pipelined)?;
+        let mut pipeline = Self::new(detector, relation, settings)?;
         pipeline.info.choice = Some(choice);
         Ok(pipeline)
     }
 
-    /// Builds a pipeline from loaded models; `pipelined` runs the relation model on its own thread.
-    pub fn new(detector: PersonDetector, relation: RelationModel, pipelined: bool) -> Result<Self> {
+    /// Builds a pipeline from loaded models with `settings` (its `threads` and `detector` are the
+    /// models' own and not used here).
+    pub fn new(
+        detector: PersonDetector,
+        relation: RelationModel,
+        settings: PipelineSettings,
+    ) -> Result<Self> {
         let info = RelationInfo {
             path: relation.model().path().to_owned(),
             weights: relation.weights().to_owned(),
@@ -203,7 +219,7 @@ impl Pipeline {
             kernels: relation.model().matmul_kernels(),
             choice: None,
         };
-        let relate = if pipelined {
+        let relate = if settings.pipelined {
             Relate::Worker(spawn_worker(relation)?)
         } else {
             Relate::Here(Box::new(relation))
@@ -211,6 +227,7 @@ impl Pipeline {
         let job = || FrameJob {
             rgb: RgbImage::with_capacity(PREALLOCATED_FRAME.0, PREALLOCATED_FRAME.1),
             scene: Scene::default(),
+            arrived: None,
         };
         Ok(Pipeline {
             detector,
@@ -222,6 +239,9 @@ impl Pipeline {
             profile: Profile::default(),
             next_frame: 0,
             frame_allocs: AllocCounts::default(),
+            tracker: Tracker::new(settings.tracker),
+            smoother: Smoother::new(settings.smoothing, settings.tracker.max_missed),
+            last_smoothed: None,
         })
     }
 
@@ -298,6 +318,9 @@ impl Pipeline {
         match &mut self.relate {
             Relate::Here(relation) => {
                 let result = relate_job(relation, &mut job);
+                if result.is_ok() {
+                    self.smooth(&mut job);
+                }
                 self.finished = Some(job);
                 result.map(|()| true)
             }
@@ -310,7 +333,10 @@ impl Pipeline {
                 worker.jobs.send(job).map_err(|_| worker_gone(&self.info))?;
                 worker.in_flight = true;
                 match previous {
-                    Some((done, result)) => {
+                    Some((mut done, result)) => {
+                        if result.is_ok() {
+                            self.smooth(&mut done);
+                        }
                         self.finished = Some(done);
                         result.map(|()| true)
                     }
@@ -321,7 +347,7 @@ impl Pipeline {
         }
     }
 
-    /// The first half of a frame: copy into the job, preprocess, detect.
+    /// The first half of a frame: copy into the job, preprocess, detect and track.
     fn detect_job(
         &mut self,
         frame: &Frame,
@@ -330,6 +356,7 @@ impl Pipeline {
         job: &mut FrameJob,
     ) -> Result<()> {
         let start = Instant::now();
+        job.arrived = Some(start);
         job.rgb.convert_from(frame)?;
         let rgb = job.rgb.as_frame();
         self.detector.prepare(&rgb)?;
@@ -345,8 +372,25 @@ impl Pipeline {
         let t = Instant::now();
         self.detector
             .detect(rgb.width, rgb.height, &mut scene.persons)?;
+        self.tracker.update(&job.rgb, &mut scene.persons);
         scene.timings.detect = micros_since(t);
         Ok(())
+    }
+
+    /// After relate: smooths the job's relations over the frames before it (part of "relate").
+    fn smooth(&mut self, job: &mut FrameJob) {
+        let t = Instant::now();
+        let dt = match (self.last_smoothed, job.arrived) {
+            (Some(last), Some(now)) => now.saturating_duration_since(last).as_secs_f32(),
+            _ => 0.0,
+        };
+        self.last_smoothed = job.arrived;
+        let scene = &mut job.scene;
+        self.smoother
+            .update(&scene.persons, &mut scene.relations, scene.frame, dt);
+        if !scene.relations.is_empty() {
+            scene.timings.relate += micros_since(t);
+        }
     }
 
     /// Waits for a frame still being related (pipelined, at the end of a stream). Returns whether a
@@ -354,7 +398,10 @@ impl Pipeline {
     pub fn flush(&mut self) -> Result<bool> {
         if let Relate::Worker(worker) = &mut self.relate {
             if worker.in_flight {
-                let (done, result) = receive(worker)?;
+                let (mut done, result) = receive(worker)?;
+                if result.is_ok() {
+                    self.smooth(&mut done);
+                }
                 if let Some(old) = self.finished.take() {
                     self.spare = Some(old);
                 }

@@ -143,11 +143,7 @@ impl RelationModel {
                 }
                 softmax(&mut probs);
                 // Cannot fail: n <= MAX_PERSONS gives at most MAX_PAIRS pairs.
-                let _ = relations.push(Relation {
-                    a: a as u8,
-                    b: b as u8,
-                    probs,
-                });
+                let _ = relations.push(Relation::new(a as u8, b as u8, probs));
             }
         }
         Ok(())

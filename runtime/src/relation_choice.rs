@@ -207,9 +207,11 @@ fn synthetic_frame() -> RgbImage {
 fn synthetic_persons(width: usize, height: usize) -> [Person; 4] {
     let w = width as f32 / 4.0;
     let h = height as f32;
-    std::array::from_fn(|i| Person {
-        id: i as u8,
-        bbox: [i as f32 * w, 0.1 * h, (i as f32 + 1.0) * w, h],
-        score: 0.9,
+    std::array::from_fn(|i| {
+        Person::new(
+            i as u8,
+            [i as f32 * w, 0.1 * h, (i as f32 + 1.0) * w, h],
+            0.9,
+        )
     })
 }

@@ -16,9 +16,21 @@ pub struct Person {
     pub bbox: [f32; 4],
     /// Detector confidence, 0..1.
     pub score: f32,
+    /// The person's id across frames, from 1 ([`crate::track`]); 0 until the tracker has run.
+    pub track: u32,
 }
 
 impl Person {
+    /// A detection not yet tracked.
+    pub fn new(id: u8, bbox: [f32; 4], score: f32) -> Self {
+        Person {
+            id,
+            bbox,
+            score,
+            track: 0,
+        }
+    }
+
     /// Centre of the box.
     pub fn centre(&self) -> (f32, f32) {
         (
@@ -33,20 +45,31 @@ impl Person {
 pub struct Relation {
     pub a: u8,
     pub b: u8,
-    /// Softmax probability of each PISC fine label, in [`FINE_LABELS`] order.
+    /// Softmax probability of each PISC fine label, in [`FINE_LABELS`] order: this frame's own.
     pub probs: [f32; NUM_FINE],
+    /// `probs` smoothed over time for this pair of tracks ([`crate::smooth`]); equal to `probs`
+    /// when smoothing is off or the pair is new.
+    pub smoothed: [f32; NUM_FINE],
+    /// Index of the label shown for the pair: the smoothed top label, changed only past the
+    /// hysteresis margin.
+    pub shown: u8,
 }
 
 impl Relation {
+    /// The relation of `a < b` with this frame's `probs`, shown as they are (not yet smoothed).
+    pub fn new(a: u8, b: u8, probs: [f32; NUM_FINE]) -> Self {
+        Relation {
+            a,
+            b,
+            probs,
+            smoothed: probs,
+            shown: top_of(&probs) as u8,
+        }
+    }
+
     /// Index of the most probable fine label.
     pub fn top(&self) -> usize {
-        let mut best = 0;
-        for (i, p) in self.probs.iter().enumerate() {
-            if *p > self.probs[best] {
-                best = i;
-            }
-        }
-        best
+        top_of(&self.probs)
     }
 
     /// The most probable fine label.
@@ -63,6 +86,31 @@ impl Relation {
     pub fn score(&self) -> f32 {
         self.probs[self.top()]
     }
+
+    /// The fine label shown for the pair (the steady one, see [`Relation::shown`]).
+    pub fn shown_label(&self) -> &'static str {
+        FINE_LABELS[self.shown_index()]
+    }
+
+    /// Smoothed probability of [`Relation::shown_label`].
+    pub fn shown_score(&self) -> f32 {
+        self.smoothed[self.shown_index()]
+    }
+
+    fn shown_index(&self) -> usize {
+        (self.shown as usize).min(NUM_FINE - 1)
+    }
+}
+
+/// Index of the largest of `probs` (the first of equals).
+pub(crate) fn top_of(probs: &[f32; NUM_FINE]) -> usize {
+    let mut best = 0;
+    for (i, p) in probs.iter().enumerate() {
+        if *p > probs[best] {
+            best = i;
+        }
+    }
+    best
 }
 
 /// Everything kith found in one frame.

@@ -1,6 +1,6 @@
 //! After the first frame, kith's own per-frame path (everything outside tract's run calls)
-//! allocates nothing: preprocess, detection decoding, relation decoding, overlay. (The firmware's
-//! JSON line has its own count, firmware/tests/output_allocations.rs.)
+//! allocates nothing: preprocess, detection decoding, tracking, relation decoding, smoothing,
+//! overlay. (The firmware's JSON line has its own count, firmware/tests/output_allocations.rs.)
 //! This file holds one test only, so no other test allocates while it counts.
 
 mod common;
@@ -8,7 +8,9 @@ mod common;
 use common::{demo_frames, model};
 use kith_runtime::alloc_count::{AllocCounts, CountingAllocator};
 use kith_runtime::image::RgbImage;
-use kith_runtime::{DetectorSettings, Pipeline, PipelineSettings};
+use kith_runtime::{
+    DetectorSettings, Pipeline, PipelineSettings, SmoothingSettings, TrackerSettings,
+};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -21,6 +23,12 @@ fn twenty_steady_frames_allocate_nothing_outside_the_models() {
             threads: 1,
             detector: DetectorSettings::default(),
             pipelined,
+            tracker: TrackerSettings::default(),
+            // On, so that the smoother's path is counted too.
+            smoothing: SmoothingSettings {
+                enabled: true,
+                ..SmoothingSettings::default()
+            },
         };
         let mut pipeline = Pipeline::load(
             &model("person-detector.onnx"),

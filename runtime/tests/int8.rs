@@ -135,11 +135,11 @@ fn int8_agrees_with_fp32_on_the_reference_persons() {
                     .iter()
                     .map(|v| v.as_f64().unwrap() as f32)
                     .collect();
-                Person {
-                    id: p["id"].as_u64().unwrap() as u8,
-                    bbox: [b[0], b[1], b[2], b[3]],
-                    score: p["score"].as_f64().unwrap() as f32,
-                }
+                Person::new(
+                    p["id"].as_u64().unwrap() as u8,
+                    [b[0], b[1], b[2], b[3]],
+                    p["score"].as_f64().unwrap() as f32,
+                )
             })
             .collect();
         let mut rel_f: HVec<Relation, MAX_PAIRS> = HVec::new();

@@ -260,6 +260,8 @@ mod tests {
                 score_threshold: 0.5,
                 ..DetectorSettings::default()
             },
+            tracker: Default::default(),
+            smoothing: Default::default(),
         };
         let mut pipeline = Pipeline::load(&det, &rel, settings).unwrap();
         assert_eq!(pipeline.detector().input_size(), (64, 64));
