@@ -16,7 +16,7 @@ use crate::error::RunError;
 use crate::image::{Frame, RgbImage};
 use crate::limits::PREALLOCATED_FRAME;
 use crate::model::ModelFile;
-use crate::overlay;
+use crate::overlay::{self, OverlaySettings};
 use crate::profile::{micros_since, Profile};
 use crate::relate::RelationModel;
 use crate::relation_choice::{self, Choice};
@@ -32,6 +32,8 @@ pub struct PipelineSettings {
     /// Relate frame t on a worker thread while frame t+1 is detected. Results then come one frame
     /// later, and frames/s is no longer 1 / total.
     pub pipelined: bool,
+    /// Privacy mode and line threshold of the overlay [`Pipeline::render`] draws.
+    pub overlay: OverlaySettings,
 }
 
 /// A frame on its way through the pipeline: its pixels and what was found in it.
@@ -39,6 +41,8 @@ pub struct PipelineSettings {
 struct FrameJob {
     rgb: RgbImage,
     scene: Scene,
+    /// Once privacy mode has hidden the person boxes of `rgb`: the microseconds it took.
+    hidden_us: Option<u64>,
 }
 
 /// What the relation model is and where it runs.
@@ -113,6 +117,7 @@ pub struct Pipeline {
     profile: Profile,
     next_frame: u64,
     frame_allocs: AllocCounts,
+    overlay: OverlaySettings,
 }
 
 /// Relates the persons of a job (the "relate" stage, plus the relation model's share of
@@ -170,7 +175,9 @@ impl Pipeline {
         let threads = settings.threads.max(1);
         let detector = PersonDetector::load(detector, threads, settings.detector)?;
         let relation = RelationModel::load(relation, threads)?;
-        Self::new(detector, relation, settings.pipelined)
+        let mut pipeline = Self::new(detector, relation, settings.pipelined)?;
+        pipeline.overlay = settings.overlay;
+        Ok(pipeline)
     }
 
     /// Loads both models as [`Pipeline::load`] does; with a `fallback` relation model file, loads it
@@ -191,6 +198,7 @@ impl Pipeline {
         let (relation, choice) = relation_choice::keep_faster(relation, fallback)?;
         let mut pipeline = Self::new(detector, relation, settings.pipelined)?;
         pipeline.info.choice = Some(choice);
+        pipeline.overlay = settings.overlay;
         Ok(pipeline)
     }
 
@@ -211,6 +219,7 @@ impl Pipeline {
         let job = || FrameJob {
             rgb: RgbImage::with_capacity(PREALLOCATED_FRAME.0, PREALLOCATED_FRAME.1),
             scene: Scene::default(),
+            hidden_us: None,
         };
         Ok(Pipeline {
             detector,
@@ -222,6 +231,7 @@ impl Pipeline {
             profile: Profile::default(),
             next_frame: 0,
             frame_allocs: AllocCounts::default(),
+            overlay: OverlaySettings::default(),
         })
     }
 
@@ -331,6 +341,7 @@ impl Pipeline {
     ) -> Result<()> {
         let start = Instant::now();
         job.rgb.convert_from(frame)?;
+        job.hidden_us = None;
         let rgb = job.rgb.as_frame();
         self.detector.prepare(&rgb)?;
         let scene = &mut job.scene;
@@ -365,19 +376,26 @@ impl Pipeline {
         Ok(false)
     }
 
-    /// Draws the finished frame and its scene on `target` (the "render" stage).
+    /// Draws the finished frame and its scene on `target` (the "render" stage), the person boxes
+    /// hidden first in privacy mode (once per frame, however many targets it is drawn on; its time
+    /// counts in every render).
     pub fn render<D>(&mut self, target: &mut D) -> Result<(), D::Error>
     where
         D: DrawTarget<Color = Rgb888> + OriginDimensions,
     {
-        let untrained = self.info.untrained;
+        let (untrained, settings) = (self.info.untrained, self.overlay);
         let Some(job) = self.finished.as_mut() else {
             return Ok(());
         };
         let t = Instant::now();
+        let hidden_us = *job.hidden_us.get_or_insert_with(|| {
+            settings.privacy.apply(&mut job.rgb, &job.scene.persons);
+            micros_since(t)
+        });
+        let t = Instant::now();
         overlay::draw_frame(target, &job.rgb.as_frame())?;
-        overlay::draw_scene(target, &job.scene, untrained)?;
-        job.scene.timings.render = micros_since(t);
+        overlay::draw_scene(target, &job.scene, untrained, &settings)?;
+        job.scene.timings.render = hidden_us + micros_since(t);
         Ok(())
     }
 

@@ -1,5 +1,5 @@
 //! After the first frame, kith's own per-frame path (everything outside tract's run calls)
-//! allocates nothing: preprocess, detection decoding, relation decoding, overlay. (The firmware's
+//! allocates nothing: preprocess, detection decoding, relation decoding, privacy blur, overlay. (The firmware's
 //! JSON line has its own count, firmware/tests/output_allocations.rs.)
 //! This file holds one test only, so no other test allocates while it counts.
 
@@ -8,6 +8,7 @@ mod common;
 use common::{demo_frames, model};
 use kith_runtime::alloc_count::{AllocCounts, CountingAllocator};
 use kith_runtime::image::RgbImage;
+use kith_runtime::overlay::{OverlaySettings, Privacy};
 use kith_runtime::{DetectorSettings, Pipeline, PipelineSettings};
 
 #[global_allocator]
@@ -21,6 +22,10 @@ fn twenty_steady_frames_allocate_nothing_outside_the_models() {
             threads: 1,
             detector: DetectorSettings::default(),
             pipelined,
+            overlay: OverlaySettings {
+                privacy: Privacy::Blur,
+                ..OverlaySettings::default()
+            },
         };
         let mut pipeline = Pipeline::load(
             &model("person-detector.onnx"),

@@ -260,6 +260,7 @@ mod tests {
                 score_threshold: 0.5,
                 ..DetectorSettings::default()
             },
+            overlay: Default::default(),
         };
         let mut pipeline = Pipeline::load(&det, &rel, settings).unwrap();
         assert_eq!(pipeline.detector().input_size(), (64, 64));
