@@ -27,6 +27,10 @@ pub const UNTRAINED_BADGE_SHORT: &str = "UNTRAINED";
 /// Share of the screen's height the pair panel may take at most.
 const PANEL_SHARE: u32 = 4;
 
+/// Most pairs drawn as a line (the most confident ones): more crossing lines are not readable, and
+/// the panel lists every pair anyway.
+pub const MAX_LINES: usize = 6;
+
 /// The relation shown for a pair: its label and that label's score.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Shown {
@@ -87,7 +91,8 @@ pub const MAX_ITEMS: usize = 1 + MAX_PERSONS + 2 * MAX_PAIRS;
 pub struct Layout {
     /// Every text rectangle; no two intersect and all are on screen.
     pub items: HVec<Placed, MAX_ITEMS>,
-    /// The relations drawn as a line (shown score at least the threshold), most confident first.
+    /// The relations drawn as a line (shown score at least the threshold), most confident first,
+    /// at most [`MAX_LINES`].
     pub lines: HVec<u8, MAX_PAIRS>,
     /// The pair panel's background along the bottom, when there are pairs.
     pub panel: Option<Rectangle>,
@@ -179,8 +184,8 @@ fn by_confidence(scene: &Scene) -> HVec<u8, MAX_PAIRS> {
 /// Places the overlay of `scene` on a target of `size` in `font`: the badge (when `untrained`) in
 /// the top-right corner, the pair panel along the bottom (pairs by confidence in columns, "+N
 /// more" for those that do not fit in a quarter of the height), then a tag per person near its
-/// box, then a label on each line whose shown score is at least `min_line_score`, where there is
-/// room. Deterministic: the same scene and size give the same rectangles.
+/// box, then a line for each of the (at most [`MAX_LINES`]) most confident pairs whose shown score
+/// is at least `min_line_score`, labelled where there is room. Deterministic: the same scene and size give the same rectangles.
 pub fn layout(
     scene: &Scene,
     size: Size,
@@ -215,7 +220,7 @@ pub fn layout(
     }
     for &i in &order {
         let r = &scene.relations[i as usize];
-        if shown(r).score < min_line_score {
+        if shown(r).score < min_line_score || out.lines.len() == MAX_LINES {
             continue;
         }
         let (Some(pa), Some(pb)) = (
@@ -518,13 +523,25 @@ mod tests {
             untrained,
             "{what}: badge"
         );
-        // Lines are the confident pairs, and a line label only labels a line.
+        // Lines are the most confident pairs, and a line label only labels a line.
         let confident = scene
             .relations
             .iter()
             .filter(|r| shown(r).score >= DEFAULT_LINE)
             .count();
-        assert_eq!(l.lines.len(), confident, "{what}: lines");
+        assert_eq!(l.lines.len(), confident.min(MAX_LINES), "{what}: lines");
+        let line_scores = l
+            .lines
+            .iter()
+            .map(|&i| shown(&scene.relations[i as usize]).score);
+        let other_scores = (0..scene.relations.len() as u8)
+            .filter(|i| !l.lines.contains(i))
+            .map(|i| shown(&scene.relations[i as usize]).score);
+        let weakest_line = line_scores.fold(1.0, f32::min);
+        assert!(
+            other_scores.fold(0.0, f32::max) <= weakest_line,
+            "{what}: lines are the most confident pairs"
+        );
         for p in &l.items {
             if let Item::LineLabel(i) = p.item {
                 assert!(
