@@ -2,7 +2,7 @@
 //! through the real pipeline (detector and GRITv2-S, untrained weights, so the badge shows), and
 //! the result drawn on a 1280x800 screen and on a 240x240 panel.
 //!
-//! Run: `cargo run --release --workspace --example eight_persons -- docs/`
+//! Run: `cargo build --workspace --release --examples && target/release/examples/eight_persons docs/`
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
