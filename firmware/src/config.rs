@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use kith_runtime::detect::Decoder;
 use kith_runtime::image::Resize;
+use kith_runtime::overlay::{OverlaySettings, Privacy, DEFAULT_MIN_LINE_SCORE};
 use kith_runtime::{DetectorSettings, PipelineSettings};
 use serde::Deserialize;
 
@@ -121,12 +122,56 @@ struct BoardFile {
     threads: usize,
     #[serde(default)]
     pipelined: bool,
+    /// "off" (default), "blur" or "pixelate": what is done to every person box before the overlay.
+    #[serde(default)]
+    privacy: Option<String>,
     camera: CameraConfig,
     display: DisplayConfig,
     detector: DetectorConfig,
     relation: RelationConfig,
     #[serde(default)]
     tracking: TrackingConfig,
+    overlay: OverlayConfig,
+}
+
+/// `[overlay]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct OverlayConfig {
+    /// Pairs whose shown score is below this get no line on the picture (the panel lists them).
+    min_line_score: f32,
+}
+
+impl Default for OverlayConfig {
+    fn default() -> Self {
+        OverlayConfig {
+            min_line_score: DEFAULT_MIN_LINE_SCORE,
+        }
+    }
+}
+
+impl OverlayConfig {
+    fn into_settings(self, privacy: Option<&str>) -> Result<OverlaySettings, FieldError> {
+        if !(0.0..=1.0).contains(&self.min_line_score) {
+            return Err(FieldError::out_of_range(
+                "overlay.min_line_score",
+                self.min_line_score,
+                "0..1",
+            ));
+        }
+        let privacy = match privacy {
+            None => Privacy::Off,
+            Some(name) => Privacy::from_name(name).ok_or_else(|| FieldError::Unknown {
+                field: "privacy",
+                value: name.to_owned(),
+                names: Privacy::NAMES.join(", "),
+            })?,
+        };
+        Ok(OverlaySettings {
+            privacy,
+            min_line_score: self.min_line_score,
+        })
+    }
 }
 
 fn one() -> usize {
@@ -150,6 +195,8 @@ pub struct BoardConfig {
     pub detector: DetectorSpec,
     pub relation: RelationConfig,
     pub tracking: TrackingSpec,
+    /// Privacy mode and line threshold of the overlay (`privacy`, `[overlay]`).
+    pub overlay: OverlaySettings,
     /// The file this was read from.
     pub file: PathBuf,
 }
@@ -256,6 +303,7 @@ impl BoardConfig {
                 format!("1..={MAX_THREADS}"),
             ));
         }
+        let overlay = raw.overlay.into_settings(raw.privacy.as_deref())?;
         let camera = raw.camera.into_spec(base, devices)?;
         let display = raw.display.into_spec(base, devices)?;
         let detector = raw.detector.into_spec(base)?;
@@ -289,6 +337,7 @@ impl BoardConfig {
             detector,
             relation,
             tracking,
+            overlay,
             file: PathBuf::new(),
         })
     }
@@ -301,6 +350,7 @@ impl BoardConfig {
             detector: self.detector.settings,
             tracker: self.tracking.tracker,
             smoothing: self.tracking.smoothing,
+            overlay: self.overlay,
         }
     }
 }

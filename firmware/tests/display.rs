@@ -63,7 +63,7 @@ where
 {
     let f = Frame::packed(320, 240, PixelFormat::Rgb, frame);
     overlay::draw_frame(target, &f).unwrap();
-    overlay::draw_scene(target, scene, true).unwrap();
+    overlay::draw_scene(target, scene, true, &Default::default()).unwrap();
 }
 
 /// The same drawing on an RGB canvas of `width` x `height`.

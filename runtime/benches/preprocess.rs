@@ -6,7 +6,9 @@
 //! - detector input: 416x416 letterboxed, CHW f32 in 0..1;
 //! - GRITv2-S input: 224x224 stretched, CHW f32 in 0..1;
 //! - the display: the frame scaled onto the shipped boards' screens (240x240, 320x240, 1280x800,
-//!   1920x1080) as an embedded-graphics draw target.
+//!   1920x1080) as an embedded-graphics draw target;
+//! - privacy mode: the person boxes of a 640x480 frame blurred in place (kith's integer box blur vs
+//!   image's `fast_blur` on each box cut out and copied back), and kith's pixelate.
 //!
 //! Before timing, each variant is run once under the counting allocator and its allocations per
 //! call are printed: the pipeline takes only code that allocates nothing per frame.
@@ -26,6 +28,8 @@ use kith_runtime::image::{
     resize_into_chw, rgb_to_yuv, yuv_to_rgb, Frame, PixelFormat, Resize, RgbImage,
 };
 use kith_runtime::overlay::draw_frame;
+use kith_runtime::overlay::privacy::{Privacy, Region};
+use kith_runtime::Person;
 use yuvutils_rs::{
     yuv420_to_rgb, yuv_nv12_to_rgb, YuvBiPlanarImage, YuvConversionMode, YuvPlanarImage, YuvRange,
     YuvStandardMatrix,
@@ -443,5 +447,85 @@ fn display(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, to_rgb, model_inputs, display);
+/// Person boxes of a 640x480 frame: the three of the first demo frame (about 60% of the frame,
+/// two overlapping), and one box over the whole frame (the worst case).
+const PRIVACY_BOXES: [(&str, &[[f32; 4]]); 2] = [
+    (
+        "demo frame 0",
+        &[
+            [41.9, 88.1, 315.7, 476.0],
+            [323.4, 171.7, 401.1, 347.1],
+            [337.9, 151.2, 623.7, 394.3],
+        ],
+    ),
+    ("whole frame", &[[0.0, 0.0, 640.0, 480.0]]),
+];
+
+/// image's `fast_blur` on each box: cut out, blurred into a new buffer, copied back, with the
+/// sigma of kith's blur of the same box.
+fn library_blur(img: &mut RgbImage, persons: &[Person]) {
+    for p in persons {
+        let Some(r) = Region::of(p, img) else {
+            continue;
+        };
+        let (w, h) = ((r.x1 - r.x0) as u32, (r.y1 - r.y0) as u32);
+        // kith's cell means (a box of `cell`) then a tent of 2 `cell`: variance cell^2 / 4.
+        let sigma = (w.min(h) / 8).max(4) as f32 / 2.0;
+        let mut raw = Vec::with_capacity(w as usize * h as usize * 3);
+        for y in 0..h as usize {
+            let from = ((r.y0 + y) * img.width + r.x0) * 3;
+            raw.extend_from_slice(&img.data[from..from + w as usize * 3]);
+        }
+        let cut = image::RgbImage::from_raw(w, h, raw).unwrap();
+        let blurred = image::imageops::fast_blur(&cut, sigma);
+        for y in 0..h as usize {
+            let to = ((r.y0 + y) * img.width + r.x0) * 3;
+            img.data[to..to + w as usize * 3]
+                .copy_from_slice(&blurred.as_raw()[y * w as usize * 3..(y + 1) * w as usize * 3]);
+        }
+    }
+}
+
+fn privacy(c: &mut Criterion) {
+    let mut group = c.benchmark_group("privacy");
+    let original = picture(640, 480);
+    for (name, boxes) in PRIVACY_BOXES {
+        let persons: Vec<Person> = boxes
+            .iter()
+            .enumerate()
+            .map(|(id, &bbox)| Person::new(id as u8, bbox, 1.0))
+            .collect();
+        let mut img = original.clone();
+        report_allocations(
+            &format!("blur, {name}"),
+            allocations_per_call(|| Privacy::Blur.apply(&mut img, &persons)),
+            allocations_per_call(|| library_blur(&mut img, &persons)),
+        );
+        // Each call blurs the picture as it was: a blur of a blur is no slower, but the same
+        // starting point keeps the runs comparable.
+        for (variant, mode) in [
+            ("kith blur", Privacy::Blur),
+            ("kith pixelate", Privacy::Pixelate),
+        ] {
+            group.bench_function(BenchmarkId::new(variant, name), |b| {
+                b.iter(|| {
+                    img.data.copy_from_slice(&original.data);
+                    mode.apply(black_box(&mut img), &persons)
+                })
+            });
+        }
+        group.bench_function(BenchmarkId::new("image fast_blur", name), |b| {
+            b.iter(|| {
+                img.data.copy_from_slice(&original.data);
+                library_blur(black_box(&mut img), &persons)
+            })
+        });
+        group.bench_function(BenchmarkId::new("copy only", name), |b| {
+            b.iter(|| img.data.copy_from_slice(black_box(&original.data)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, to_rgb, model_inputs, display, privacy);
 criterion_main!(benches);

@@ -16,7 +16,7 @@ use crate::error::RunError;
 use crate::image::{Frame, RgbImage};
 use crate::limits::PREALLOCATED_FRAME;
 use crate::model::ModelFile;
-use crate::overlay;
+use crate::overlay::{self, OverlaySettings};
 use crate::profile::{micros_since, Profile};
 use crate::relate::RelationModel;
 use crate::relation_choice::{self, Choice};
@@ -38,6 +38,8 @@ pub struct PipelineSettings {
     pub tracker: TrackerSettings,
     /// How the relation labels of tracked pairs are smoothed.
     pub smoothing: SmoothingSettings,
+    /// Privacy mode and line threshold of the overlay [`Pipeline::render`] draws.
+    pub overlay: OverlaySettings,
 }
 
 /// A frame on its way through the pipeline: its pixels, what was found in it, and when it came.
@@ -46,6 +48,8 @@ struct FrameJob {
     rgb: RgbImage,
     scene: Scene,
     arrived: Option<Instant>,
+    /// Once privacy mode has hidden the person boxes of `rgb`: the microseconds it took.
+    hidden_us: Option<u64>,
 }
 
 /// What the relation model is and where it runs.
@@ -124,6 +128,7 @@ pub struct Pipeline {
     smoother: Smoother,
     /// When the last smoothed frame came.
     last_smoothed: Option<Instant>,
+    overlay: OverlaySettings,
 }
 
 /// Relates the persons of a job (the "relate" stage, plus the relation model's share of
@@ -228,6 +233,7 @@ impl Pipeline {
             rgb: RgbImage::with_capacity(PREALLOCATED_FRAME.0, PREALLOCATED_FRAME.1),
             scene: Scene::default(),
             arrived: None,
+            hidden_us: None,
         };
         Ok(Pipeline {
             detector,
@@ -242,6 +248,7 @@ impl Pipeline {
             tracker: Tracker::new(settings.tracker),
             smoother: Smoother::new(settings.smoothing, settings.tracker.max_missed),
             last_smoothed: None,
+            overlay: settings.overlay,
         })
     }
 
@@ -358,6 +365,7 @@ impl Pipeline {
         let start = Instant::now();
         job.arrived = Some(start);
         job.rgb.convert_from(frame)?;
+        job.hidden_us = None;
         let rgb = job.rgb.as_frame();
         self.detector.prepare(&rgb)?;
         let scene = &mut job.scene;
@@ -412,19 +420,26 @@ impl Pipeline {
         Ok(false)
     }
 
-    /// Draws the finished frame and its scene on `target` (the "render" stage).
+    /// Draws the finished frame and its scene on `target` (the "render" stage), the person boxes
+    /// hidden first in privacy mode (once per frame, however many targets it is drawn on; its time
+    /// counts in every render).
     pub fn render<D>(&mut self, target: &mut D) -> Result<(), D::Error>
     where
         D: DrawTarget<Color = Rgb888> + OriginDimensions,
     {
-        let untrained = self.info.untrained;
+        let (untrained, settings) = (self.info.untrained, self.overlay);
         let Some(job) = self.finished.as_mut() else {
             return Ok(());
         };
         let t = Instant::now();
+        let hidden_us = *job.hidden_us.get_or_insert_with(|| {
+            settings.privacy.apply(&mut job.rgb, &job.scene.persons);
+            micros_since(t)
+        });
+        let t = Instant::now();
         overlay::draw_frame(target, &job.rgb.as_frame())?;
-        overlay::draw_scene(target, &job.scene, untrained)?;
-        job.scene.timings.render = micros_since(t);
+        overlay::draw_scene(target, &job.scene, untrained, &settings)?;
+        job.scene.timings.render = hidden_us + micros_since(t);
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! After the first frame, kith's own per-frame path (everything outside tract's run calls)
 //! allocates nothing: preprocess, detection decoding, tracking, relation decoding, smoothing,
-//! overlay. (The firmware's JSON line has its own count, firmware/tests/output_allocations.rs.)
+//! privacy blur, overlay. (The firmware's JSON line has its own count,
+//! firmware/tests/output_allocations.rs.)
 //! This file holds one test only, so no other test allocates while it counts.
 
 mod common;
@@ -8,6 +9,7 @@ mod common;
 use common::{demo_frames, model};
 use kith_runtime::alloc_count::{AllocCounts, CountingAllocator};
 use kith_runtime::image::RgbImage;
+use kith_runtime::overlay::{OverlaySettings, Privacy};
 use kith_runtime::{
     DetectorSettings, Pipeline, PipelineSettings, SmoothingSettings, TrackerSettings,
 };
@@ -28,6 +30,10 @@ fn twenty_steady_frames_allocate_nothing_outside_the_models() {
             smoothing: SmoothingSettings {
                 enabled: true,
                 ..SmoothingSettings::default()
+            },
+            overlay: OverlaySettings {
+                privacy: Privacy::Blur,
+                ..OverlaySettings::default()
             },
         };
         let mut pipeline = Pipeline::load(

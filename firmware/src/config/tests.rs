@@ -116,3 +116,35 @@ pub(crate) const V4L2: &str =
     "kind = \"v4l2\"\ndevice = \"/dev/null\"\nformat = \"yuyv\"\nwidth = 640\nheight = 480";
 pub(crate) const PIPE: &str =
     "kind = \"pipe\"\npath = \"-\"\nformat = \"yuv420\"\nwidth = 640\nheight = 480";
+
+#[test]
+fn privacy_and_the_overlay_threshold() {
+    use kith_runtime::overlay::{Privacy, DEFAULT_MIN_LINE_SCORE};
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.overlay.privacy, Privacy::Off);
+    assert_eq!(c.overlay.min_line_score, DEFAULT_MIN_LINE_SCORE);
+    for (name, want) in [
+        ("off", Privacy::Off),
+        ("blur", Privacy::Blur),
+        ("pixelate", Privacy::Pixelate),
+    ] {
+        let text = GOOD.replace("threads = 2", &format!("threads = 2\nprivacy = \"{name}\""));
+        assert_eq!(
+            parse(&text).unwrap().pipeline_settings().overlay.privacy,
+            want
+        );
+    }
+    let text = format!("{GOOD}[overlay]\nmin_line_score = 0.7\n");
+    assert_eq!(parse(&text).unwrap().overlay.min_line_score, 0.7);
+    assert_field_errors(&[
+        (
+            GOOD.replace("threads = 2", "threads = 2\nprivacy = \"fuzzy\""),
+            "field `privacy` = \"fuzzy\" is not one of off, blur, pixelate",
+        ),
+        (
+            format!("{GOOD}[overlay]\nmin_line_score = 1.5\n"),
+            "`overlay.min_line_score`",
+        ),
+        (format!("{GOOD}[overlay]\nmin_score = 0.5\n"), "min_score"),
+    ]);
+}

@@ -22,6 +22,7 @@ use kith::service::StopFlag;
 use kith::session::{Session, SessionOptions, Step};
 use kith_runtime::alloc_count::CountingAllocator;
 use kith_runtime::model::ModelFile;
+use kith_runtime::overlay::Privacy;
 use kith_runtime::profile::Stage;
 
 use kith_inspect::ops::{profile_nodes, OperatorProfile};
@@ -95,6 +96,9 @@ struct BenchArgs {
     /// Relate frame t on a second thread while frame t+1 is detected (default: the board's setting).
     #[arg(long)]
     pipelined: bool,
+    /// Privacy mode, "off", "blur" or "pixelate" (default: the board's); its time is part of render.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(Privacy::NAMES))]
+    privacy: Option<String>,
     /// Profiled runs of each model for the per-operator profile.
     #[arg(long, default_value_t = 5)]
     op_runs: usize,
@@ -195,7 +199,10 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
     if args.frames == 0 {
         bail!("--frames must be at least 1");
     }
-    let config = BoardConfig::load(board)?;
+    let mut config = BoardConfig::load(board)?;
+    if let Some(mode) = args.privacy.as_deref().and_then(Privacy::from_name) {
+        config.overlay.privacy = mode;
+    }
     let options = SessionOptions {
         source: args.source.clone(),
         out: None,
@@ -307,7 +314,10 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
             pipelined,
             frames: profile.frames(),
             warmup: args.warmup,
-            drawing: format!("{:?}", args.display).to_lowercase(),
+            drawing: match config.overlay.privacy {
+                Privacy::Off => format!("{:?}", args.display).to_lowercase(),
+                mode => format!("{:?}, privacy {mode:?}", args.display).to_lowercase(),
+            },
         },
         models,
         stages,

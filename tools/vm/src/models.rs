@@ -262,6 +262,7 @@ mod tests {
             },
             tracker: Default::default(),
             smoothing: Default::default(),
+            overlay: Default::default(),
         };
         let mut pipeline = Pipeline::load(&det, &rel, settings).unwrap();
         assert_eq!(pipeline.detector().input_size(), (64, 64));

@@ -1,8 +1,11 @@
-//! Draws a [`Scene`] over its frame on any embedded-graphics `DrawTarget`: a box per person, a line
-//! per related pair with its label and score near the middle, and a badge when the relation weights
-//! are untrained. The frame is scaled to the target, so a 240x240 panel and a 1080p screen both work.
+//! Draws a [`Scene`] over its frame on any embedded-graphics `DrawTarget`: a box per person tagged
+//! with its id in the person's colour, a line per confidently related pair with its label where
+//! there is room, a panel along the bottom listing the pairs by confidence, and a badge when the
+//! relation weights are untrained. The frame is scaled to the target, so a 240x240 panel and a
+//! 1280x800 screen both work. Where the text goes is [`layout`]; hiding faces is [`privacy`].
 
-use core::fmt::Write as _;
+pub mod layout;
+pub mod privacy;
 
 use embedded_graphics::mono_font::ascii::{FONT_10X20, FONT_6X10, FONT_7X13_BOLD, FONT_9X15_BOLD};
 use embedded_graphics::mono_font::{MonoFont, MonoTextStyleBuilder};
@@ -10,11 +13,13 @@ use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::{Line, PrimitiveStyle, Rectangle};
 use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
-use heapless::{String as HString, Vec as HVec};
 
 use crate::image::{Frame, PixelFormat};
-use crate::limits::{LABEL_TEXT_CAPACITY, MAX_PAIRS, MAX_PERSONS};
+use crate::limits::MAX_PERSONS;
 use crate::scene::{Relation, Scene};
+use layout::{Item, Layout};
+pub use layout::{UNTRAINED_BADGE, UNTRAINED_BADGE_SHORT};
+pub use privacy::Privacy;
 
 /// Box colours, one per person id (a frame keeps at most [`MAX_PERSONS`]).
 const PERSON_COLOURS: [Rgb888; MAX_PERSONS] = [
@@ -32,29 +37,47 @@ const INTIMATE: Rgb888 = Rgb888::new(255, 90, 170);
 const NON_INTIMATE: Rgb888 = Rgb888::new(60, 200, 255);
 const NO_RELATION: Rgb888 = Rgb888::new(190, 190, 190);
 const LABEL_BACKGROUND: Rgb888 = Rgb888::new(0, 0, 0);
+const PANEL_BACKGROUND: Rgb888 = Rgb888::new(16, 16, 16);
 const BADGE_BACKGROUND: Rgb888 = Rgb888::new(255, 210, 0);
 const STATUS_BACKGROUND: Rgb888 = Rgb888::new(40, 0, 0);
 
-/// The text of the badge shown when the relation weights were not trained on PISC.
-pub const UNTRAINED_BADGE: &str = "UNTRAINED WEIGHTS - labels are not recognition";
-/// The short form of [`UNTRAINED_BADGE`] for narrow screens.
-pub const UNTRAINED_BADGE_SHORT: &str = "UNTRAINED";
+/// Default of [`OverlaySettings::min_line_score`].
+pub const DEFAULT_MIN_LINE_SCORE: f32 = 0.5;
 
-/// Colour of a relation line, by its coarse group.
+/// How the overlay is drawn, from the board config.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OverlaySettings {
+    /// What is done to the person boxes before the overlay is drawn.
+    pub privacy: Privacy,
+    /// Pairs whose shown score is below this get no line (they are still listed in the panel).
+    pub min_line_score: f32,
+}
+
+impl Default for OverlaySettings {
+    fn default() -> Self {
+        OverlaySettings {
+            privacy: Privacy::Off,
+            min_line_score: DEFAULT_MIN_LINE_SCORE,
+        }
+    }
+}
+
+/// Colour of a relation's line and text, by the coarse group of its shown label.
 pub fn relation_colour(r: &Relation) -> Rgb888 {
-    match r.coarse() {
+    match layout::shown(r).coarse() {
         "intimate" => INTIMATE,
         "non-intimate" => NON_INTIMATE,
         _ => NO_RELATION,
     }
 }
 
-/// Colour of person `id`'s box.
-pub fn person_colour(id: u8) -> Rgb888 {
-    PERSON_COLOURS[id as usize % PERSON_COLOURS.len()]
+/// Colour of the person shown as `tag` (its box and tag).
+pub fn person_colour(tag: u32) -> Rgb888 {
+    PERSON_COLOURS[tag as usize % PERSON_COLOURS.len()]
 }
 
-fn font_for(width: u32) -> &'static MonoFont<'static> {
+/// The font for a target `width` pixels wide.
+pub fn font_for(width: u32) -> &'static MonoFont<'static> {
     match width {
         0..=400 => &FONT_6X10,
         401..=900 => &FONT_7X13_BOLD,
@@ -109,8 +132,14 @@ fn scaled_indices(src: usize, dst: usize) -> impl Iterator<Item = usize> + Clone
     })
 }
 
-/// Draws `scene` (in the coordinates of its `width` x `height` frame) over the whole target.
-pub fn draw_scene<D>(target: &mut D, scene: &Scene, untrained: bool) -> Result<(), D::Error>
+/// Draws `scene` (in the coordinates of its `width` x `height` frame) over the whole target, laid
+/// out by [`layout::layout`].
+pub fn draw_scene<D>(
+    target: &mut D,
+    scene: &Scene,
+    untrained: bool,
+    settings: &OverlaySettings,
+) -> Result<(), D::Error>
 where
     D: DrawTarget<Color = Rgb888> + OriginDimensions,
 {
@@ -118,121 +147,78 @@ where
     if scene.width == 0 || scene.height == 0 {
         return Ok(());
     }
+    let font = font_for(size.width);
+    let placed = layout::layout(scene, size, font, settings.min_line_score, untrained);
     let sx = size.width as f32 / scene.width as f32;
     let sy = size.height as f32 / scene.height as f32;
     let stroke = (size.width / 320).max(2);
-    let to_target = |x: f32, y: f32| Point::new((x * sx).round() as i32, (y * sy).round() as i32);
-    // Lines from a point a third down each box (about the face or chest).
-    let anchor = |i: u8| {
-        let b = scene.persons[i as usize].bbox;
-        to_target((b[0] + b[2]) / 2.0, b[1] + (b[3] - b[1]) / 3.0)
-    };
-    for r in &scene.relations {
-        Line::new(anchor(r.a), anchor(r.b))
+    for &i in &placed.lines {
+        let r = &scene.relations[i as usize];
+        let (Some(a), Some(b)) = (
+            scene.persons.get(r.a as usize),
+            scene.persons.get(r.b as usize),
+        ) else {
+            continue;
+        };
+        Line::new(layout::anchor(a, sx, sy), layout::anchor(b, sx, sy))
             .into_styled(PrimitiveStyle::with_stroke(relation_colour(r), stroke))
             .draw(target)?;
     }
     for p in &scene.persons {
-        let tl = to_target(p.bbox[0], p.bbox[1]);
-        let br = to_target(p.bbox[2], p.bbox[3]);
-        let rect = Rectangle::with_corners(tl, br);
-        rect.into_styled(PrimitiveStyle::with_stroke(person_colour(p.id), stroke))
+        let colour = person_colour(layout::person_tag(p));
+        layout::box_on_target(p, sx, sy)
+            .into_styled(PrimitiveStyle::with_stroke(colour, stroke))
             .draw(target)?;
     }
-    let font = font_for(size.width);
-    let centred = TextStyleBuilder::new()
-        .alignment(Alignment::Center)
-        .baseline(Baseline::Middle)
-        .build();
-    let char_w = font.character_size.width + font.character_spacing;
-    let mut placed: HVec<Rectangle, MAX_PAIRS> = HVec::new();
-    for r in &scene.relations {
-        let (a, b) = (anchor(r.a), anchor(r.b));
-        let mut text: HString<LABEL_TEXT_CAPACITY> = HString::new();
-        let _ = write!(text, "{} {:.2}", r.label(), r.score());
-        let size = Size::new(text.len() as u32 * char_w, font.character_size.height);
-        let (at, rect) = label_place(a, b, size, &placed);
-        // Cannot fail: one rectangle per relation, and there are at most MAX_PAIRS.
-        let _ = placed.push(rect);
-        let style = MonoTextStyleBuilder::new()
-            .font(font)
-            .text_color(relation_colour(r))
-            .background_color(LABEL_BACKGROUND)
-            .build();
-        Text::with_text_style(&text, at, style, centred).draw(target)?;
-    }
-    for p in &scene.persons {
-        let mut text: HString<LABEL_TEXT_CAPACITY> = HString::new();
-        let _ = write!(text, "P{} {:.2}", p.id, p.score);
-        let style = MonoTextStyleBuilder::new()
-            .font(&FONT_6X10)
-            .text_color(LABEL_BACKGROUND)
-            .background_color(person_colour(p.id))
-            .build();
-        let tl = to_target(p.bbox[0], p.bbox[1]);
-        Text::with_baseline(&text, tl, style, Baseline::Top).draw(target)?;
-    }
-    if untrained {
-        draw_untrained_badge(target)?;
-    }
-    Ok(())
+    draw_text(target, scene, &placed, font)
 }
 
-/// Where a label of `size` goes for the line a..b: the line's middle, or the first of a few other
-/// points along it (or just above or below them) whose label box overlaps no label already
-/// placed; the middle when all of them do.
-fn label_place(a: Point, b: Point, size: Size, placed: &[Rectangle]) -> (Point, Rectangle) {
-    let at = |t: f32, dy: i32| {
-        Point::new(
-            a.x + ((b.x - a.x) as f32 * t) as i32,
-            a.y + ((b.y - a.y) as f32 * t) as i32 + dy,
-        )
-    };
-    let free = |rect: &Rectangle| {
-        placed.iter().all(|q| {
-            let i = q.intersection(rect);
-            i.size.width == 0 || i.size.height == 0
-        })
-    };
-    let step = size.height as i32 + 2;
-    for dy in [0, step, -step] {
-        for t in [0.5, 0.35, 0.65, 0.2, 0.8] {
-            let rect = Rectangle::with_center(at(t, dy), size);
-            if free(&rect) {
-                return (at(t, dy), rect);
-            }
-        }
-    }
-    (at(0.5, 0), Rectangle::with_center(at(0.5, 0), size))
-}
-
-/// The badge in the top-right corner that says the relation labels come from untrained weights.
-pub fn draw_untrained_badge<D>(target: &mut D) -> Result<(), D::Error>
+/// Draws the panel background and every placed text of `placed`.
+fn draw_text<D>(
+    target: &mut D,
+    scene: &Scene,
+    placed: &Layout,
+    font: &MonoFont,
+) -> Result<(), D::Error>
 where
     D: DrawTarget<Color = Rgb888> + OriginDimensions,
 {
-    let size = target.size();
-    let font = font_for(size.width);
-    let char_w = font.character_size.width + font.character_spacing;
-    let text = if (UNTRAINED_BADGE.len() as u32 + 2) * char_w <= size.width {
-        UNTRAINED_BADGE
-    } else {
-        UNTRAINED_BADGE_SHORT
-    };
-    let style = MonoTextStyleBuilder::new()
-        .font(font)
-        .text_color(LABEL_BACKGROUND)
-        .background_color(BADGE_BACKGROUND)
-        .build();
-    let right = TextStyleBuilder::new()
-        .alignment(Alignment::Right)
-        .baseline(Baseline::Top)
-        .build();
-    let pos = Point::new(
-        size.width as i32 - char_w as i32,
-        font.character_size.height as i32 / 2,
-    );
-    Text::with_text_style(text, pos, style, right).draw(target)?;
+    if let Some(panel) = placed.panel {
+        target.fill_solid(&panel, PANEL_BACKGROUND)?;
+    }
+    let width = target.size().width;
+    for item in &placed.items {
+        let (text, colour, background) = match item.item {
+            Item::Badge => {
+                let text = layout::Text::try_from(layout::badge_text(width, font));
+                (text.unwrap_or_default(), LABEL_BACKGROUND, BADGE_BACKGROUND)
+            }
+            Item::Tag(i) => {
+                let p = &scene.persons[i as usize];
+                let colour = person_colour(layout::person_tag(p));
+                (layout::tag_text(p), LABEL_BACKGROUND, colour)
+            }
+            Item::LineLabel(i) => {
+                let r = &scene.relations[i as usize];
+                (layout::line_text(r), relation_colour(r), LABEL_BACKGROUND)
+            }
+            Item::Pair(i) => {
+                let r = &scene.relations[i as usize];
+                (
+                    layout::pair_text(scene, r),
+                    relation_colour(r),
+                    PANEL_BACKGROUND,
+                )
+            }
+            Item::More(n) => (layout::more_text(n), Rgb888::WHITE, PANEL_BACKGROUND),
+        };
+        let style = MonoTextStyleBuilder::new()
+            .font(font)
+            .text_color(colour)
+            .background_color(background)
+            .build();
+        Text::with_baseline(&text, item.rect.top_left, style, Baseline::Top).draw(target)?;
+    }
     Ok(())
 }
 
@@ -314,7 +300,7 @@ mod tests {
         let mut canvas = RgbImage::new(640, 480);
         draw_frame(&mut canvas, &frame).unwrap();
         assert_eq!(canvas.pixel(5, 470), Some([90, 90, 90]));
-        draw_scene(&mut canvas, &scene(), true).unwrap();
+        draw_scene(&mut canvas, &scene(), true, &OverlaySettings::default()).unwrap();
         // Person 0's box: left edge at x = 40 on a canvas scaled 2x; its bottom edge at y = 440.
         assert_eq!(canvas.pixel(40, 300), Some(colour(person_colour(0))));
         assert_eq!(canvas.pixel(100, 440), Some(colour(person_colour(0))));
@@ -344,10 +330,24 @@ mod tests {
 
     #[test]
     fn crossing_labels_are_moved_apart() {
+        use layout::{label_place, Placed};
         let size = Size::new(60, 10);
-        let (first, r1) = label_place(Point::new(0, 100), Point::new(200, 100), size, &[]);
+        let area = Rectangle::new(Point::zero(), Size::new(400, 400));
+        let (first, r1) =
+            label_place(Point::new(0, 100), Point::new(200, 100), size, &area, &[]).unwrap();
         assert_eq!(first, Point::new(100, 100));
-        let (second, r2) = label_place(Point::new(100, 0), Point::new(100, 200), size, &[r1]);
+        let placed = [Placed {
+            item: Item::LineLabel(0),
+            rect: r1,
+        }];
+        let (second, r2) = label_place(
+            Point::new(100, 0),
+            Point::new(100, 200),
+            size,
+            &area,
+            &placed,
+        )
+        .unwrap();
         assert_ne!(second, first);
         assert_eq!(r1.intersection(&r2).size.height, 0);
     }
@@ -355,7 +355,7 @@ mod tests {
     #[test]
     fn no_badge_for_trained_weights() {
         let mut canvas = RgbImage::new(640, 480);
-        draw_scene(&mut canvas, &scene(), false).unwrap();
+        draw_scene(&mut canvas, &scene(), false, &OverlaySettings::default()).unwrap();
         let badge = (0..640)
             .filter(|&x| canvas.pixel(x, 8) == Some(colour(BADGE_BACKGROUND)))
             .count();
