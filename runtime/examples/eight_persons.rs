@@ -39,6 +39,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         threads: 1,
         detector: DetectorSettings::default(),
         pipelined: false,
+        tracker: Default::default(),
+        smoothing: Default::default(),
         overlay: Default::default(),
     };
     let models = repo.join("models");
