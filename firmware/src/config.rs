@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::camera::spec::{CameraConfig, CameraSpec};
 use crate::display::spec::{DisplayConfig, DisplaySpec};
+use crate::files::{FileSettings, OutputConfig};
 
 /// A board config error: one line naming the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -104,10 +105,11 @@ impl FieldError {
 /// Whether validation requires the board's device nodes to exist.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Devices {
-    /// The camera and display nodes must exist (on the board, and for `kith run`).
+    /// The camera and display nodes must exist (`kith check --strict`).
     #[default]
     Required,
-    /// Check every field but not the device nodes (`kith check --skip-devices` on a host).
+    /// Check every field, and the kind of the device nodes that are there, but not that they
+    /// are there: they may come later (`kith run` waits for them; `kith check` warns).
     Skipped,
 }
 
@@ -124,6 +126,8 @@ struct BoardFile {
     display: DisplayConfig,
     detector: DetectorConfig,
     relation: RelationConfig,
+    #[serde(default)]
+    output: OutputConfig,
 }
 
 fn one() -> usize {
@@ -146,6 +150,8 @@ pub struct BoardConfig {
     pub display: DisplaySpec,
     pub detector: DetectorSpec,
     pub relation: RelationConfig,
+    /// How results.jsonl and the PNG snapshots are written (`[output]`).
+    pub output: FileSettings,
     /// The file this was read from.
     pub file: PathBuf,
 }
@@ -245,6 +251,13 @@ impl BoardConfig {
         if raw.name.trim().is_empty() {
             return Err(FieldError::rule("name", "is empty"));
         }
+        // It goes into one-line messages: the banner, the log, systemd's STATUS=.
+        if raw.name.chars().any(char::is_control) {
+            return Err(FieldError::rule(
+                "name",
+                "has a control character (e.g. a newline); a name is one line",
+            ));
+        }
         if !(1..=MAX_THREADS).contains(&raw.threads) {
             return Err(FieldError::out_of_range(
                 "threads",
@@ -255,6 +268,7 @@ impl BoardConfig {
         let camera = raw.camera.into_spec(base, devices)?;
         let display = raw.display.into_spec(base, devices)?;
         let detector = raw.detector.into_spec(base)?;
+        let output = raw.output.into_settings()?;
         let relation = RelationConfig {
             model: resolve(base, raw.relation.model),
             fallback_model: raw.relation.fallback_model.map(|p| resolve(base, p)),
@@ -283,8 +297,20 @@ impl BoardConfig {
             display,
             detector,
             relation,
+            output,
             file: PathBuf::new(),
         })
+    }
+
+    /// The camera and display device nodes (or the camera's named pipe) that are not there,
+    /// with the fields that name them.
+    pub fn missing_devices(&self) -> Vec<(&'static str, &Path)> {
+        self.camera
+            .node()
+            .into_iter()
+            .chain(self.display.nodes())
+            .filter(|(_, path)| !path.exists())
+            .collect()
     }
 
     /// The pipeline settings this config asks for.
