@@ -412,10 +412,24 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_device_is_a_one_line_error_naming_it() {
-        let e = open_error("/dev/video-kith-missing");
-        assert!(e.starts_with("/dev/video-kith-missing: cannot open"), "{e}");
-        assert!(e.contains("No such file"), "{e}");
+    fn a_missing_device_is_a_lost_camera_naming_it() {
+        // It may come later (a USB camera still enumerating): the source opens, and its first
+        // frame is "camera lost" with the reason, retried with back-off.
+        let mut source =
+            V4l2Source::open(&settings("/dev/video-kith-missing"), StopFlag::new()).unwrap();
+        assert_eq!(source.negotiated(), None);
+        let e = match source.next_frame() {
+            Err(e @ SourceError::Lost(_)) => e.to_string(),
+            other => panic!("{:?}", other.map(|f| f.map(|f| f.name.to_owned()))),
+        };
+        assert!(
+            e.starts_with("/dev/video-kith-missing: camera lost: cannot open"),
+            "{e}"
+        );
+        assert!(
+            e.contains("No such file") && e.contains("retrying in 250 ms"),
+            "{e}"
+        );
         assert!(!e.contains('\n'), "{e}");
     }
 

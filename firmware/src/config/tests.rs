@@ -144,10 +144,10 @@ fn the_output_section_is_optional_and_checked() {
             fsync: Fsync::Always
         }
     );
-    let e = parse(&format!("{GOOD}[output]\nkeep = -1\n"))
+    let e = parse(&format!("{GOOD}[output]\nkeep = 1001\n"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("keep"), "{e}");
+    assert!(e.contains("field `output.keep` = 1001"), "{e}");
     let e = parse(&format!("{GOOD}[output]\nfsync = \"sometimes\"\n"))
         .unwrap_err()
         .to_string();

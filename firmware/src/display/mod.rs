@@ -175,10 +175,9 @@ impl Display {
             #[cfg(feature = "spi")]
             Display::Panel(panel) => format!("SPI panel{resolution}, {}", panel.describe()),
             Display::None => "none".into(),
-            Display::Absent(absent) => format!(
-                "{}: not there yet (display lost); opened when it appears",
-                absent.reason
-            ),
+            Display::Absent(absent) => {
+                format!("display lost ({}); opened when it appears", absent.reason)
+            }
         }
     }
 
@@ -231,6 +230,13 @@ impl Display {
     /// Shows a full-screen status message (e.g. "camera lost") in place of frames, until the next
     /// frame. PNG snapshots record frames only, so "png" and "none" show nothing.
     pub fn show_status(&mut self, text: &str) -> Result<(), DisplayError> {
+        // While no frame comes (a lost camera) this is where an absent display is looked for.
+        if let Display::Absent(absent) = self {
+            match absent.reopen() {
+                Some(display) => *self = display,
+                None => return Ok(()),
+            }
+        }
         if matches!(self, Display::Png(_) | Display::None | Display::Absent(_)) {
             return Ok(());
         }
