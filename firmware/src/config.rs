@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::camera::spec::{CameraConfig, CameraSpec};
 use crate::display::spec::{DisplayConfig, DisplaySpec};
+use crate::files::{FileSettings, OutputConfig};
 use crate::tracking::{TrackingConfig, TrackingSpec};
 
 /// A board config error: one line naming the file and the field.
@@ -106,10 +107,11 @@ impl FieldError {
 /// Whether validation requires the board's device nodes to exist.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Devices {
-    /// The camera and display nodes must exist (on the board, and for `kith run`).
+    /// The camera and display nodes must exist (`kith check --strict`).
     #[default]
     Required,
-    /// Check every field but not the device nodes (`kith check --skip-devices` on a host).
+    /// Check every field, and the kind of the device nodes that are there, but not that they
+    /// are there: they may come later (`kith run` waits for them; `kith check` warns).
     Skipped,
 }
 
@@ -131,7 +133,10 @@ struct BoardFile {
     relation: RelationConfig,
     #[serde(default)]
     tracking: TrackingConfig,
+    #[serde(default)]
     overlay: OverlayConfig,
+    #[serde(default)]
+    output: OutputConfig,
 }
 
 /// `[overlay]` as written.
@@ -197,6 +202,8 @@ pub struct BoardConfig {
     pub tracking: TrackingSpec,
     /// Privacy mode and line threshold of the overlay (`privacy`, `[overlay]`).
     pub overlay: OverlaySettings,
+    /// How results.jsonl and the PNG snapshots are written (`[output]`).
+    pub output: FileSettings,
     /// The file this was read from.
     pub file: PathBuf,
 }
@@ -296,6 +303,13 @@ impl BoardConfig {
         if raw.name.trim().is_empty() {
             return Err(FieldError::rule("name", "is empty"));
         }
+        // It goes into one-line messages: the banner, the log, systemd's STATUS=.
+        if raw.name.chars().any(char::is_control) {
+            return Err(FieldError::rule(
+                "name",
+                "has a control character (e.g. a newline); a name is one line",
+            ));
+        }
         if !(1..=MAX_THREADS).contains(&raw.threads) {
             return Err(FieldError::out_of_range(
                 "threads",
@@ -307,6 +321,7 @@ impl BoardConfig {
         let camera = raw.camera.into_spec(base, devices)?;
         let display = raw.display.into_spec(base, devices)?;
         let detector = raw.detector.into_spec(base)?;
+        let output = raw.output.into_settings()?;
         let relation = RelationConfig {
             model: resolve(base, raw.relation.model),
             fallback_model: raw.relation.fallback_model.map(|p| resolve(base, p)),
@@ -338,8 +353,20 @@ impl BoardConfig {
             relation,
             tracking,
             overlay,
+            output,
             file: PathBuf::new(),
         })
+    }
+
+    /// The camera and display device nodes (or the camera's named pipe) that are not there,
+    /// with the fields that name them.
+    pub fn missing_devices(&self) -> Vec<(&'static str, &Path)> {
+        self.camera
+            .node()
+            .into_iter()
+            .chain(self.display.nodes())
+            .filter(|(_, path)| !path.exists())
+            .collect()
     }
 
     /// The pipeline settings this config asks for.

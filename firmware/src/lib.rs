@@ -3,9 +3,11 @@
 //! `kith-bench` profiler both run frames through a [`session::Session`], so a benchmark measures
 //! exactly what runs on the board.
 
+pub mod backoff;
 pub mod camera;
 pub mod config;
 pub mod display;
+pub mod files;
 pub mod logging;
 pub mod output;
 pub mod service;

@@ -53,8 +53,12 @@ enum Command {
         board: PathBuf,
         /// Check every field but not whether the camera and display device nodes exist (on a host
         /// without the board's devices).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "strict")]
         skip_devices: bool,
+        /// A camera or display device node that is not there is an error (exit 2), not a
+        /// warning (`kith run` waits for it).
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -106,14 +110,8 @@ fn main() -> ExitCode {
         Command::Check {
             board,
             skip_devices,
-        } => check(
-            &board,
-            if skip_devices {
-                Devices::Skipped
-            } else {
-                Devices::Required
-            },
-        ),
+            strict,
+        } => check(&board, skip_devices, strict),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -128,9 +126,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// `kith check`: validates the config and loads both models, opening no device.
-fn check(board: &Path, devices: Devices) -> Result<()> {
+/// `kith check`: validates the config and loads both models, opening no device. A device node
+/// that is not there is a warning (`kith run` waits for it), an error when `strict`, and not
+/// looked for when `skip_devices`.
+fn check(board: &Path, skip_devices: bool, strict: bool) -> Result<()> {
+    let devices = if strict {
+        Devices::Required
+    } else {
+        Devices::Skipped
+    };
     let config = BoardConfig::load_with(board, devices).map_err(SessionError::from)?;
+    if !skip_devices {
+        for (field, path) in config.missing_devices() {
+            log::warn!(
+                "{}: field `{field}`: {} is not there (yet): `kith run` waits for it",
+                board.display(),
+                path.display()
+            );
+        }
+    }
     let pipeline = Pipeline::load(
         &config.detector.model,
         &config.relation.model,
@@ -162,7 +176,9 @@ fn check(board: &Path, devices: Devices) -> Result<()> {
 
 /// `kith run`: plays the source through the pipeline into the display and outputs.
 fn run(args: &RunArgs) -> Result<()> {
-    let config = BoardConfig::load(&args.board).map_err(SessionError::from)?;
+    // A camera or display that is not there yet is waited for, like one that is lost.
+    let config =
+        BoardConfig::load_with(&args.board, Devices::Skipped).map_err(SessionError::from)?;
     let options = SessionOptions {
         source: args.source.clone(),
         out: Some(args.out.clone()),
@@ -279,6 +295,9 @@ fn print_camera(config: &BoardConfig, negotiated: Option<Negotiated>) {
         CameraSpec::Replay { .. } => return,
     };
     let Some(got) = negotiated else {
+        println!(
+            "  camera    {name} ({kind}): not there yet (camera lost); opened when it appears"
+        );
         return;
     };
     println!("  camera    {name} ({kind}): {got}");

@@ -1,9 +1,8 @@
-//! The JSON lines output: one object per frame in OUT/results.jsonl, flushed after each frame so a
-//! reader (or a crash) never sees half a line. The line's form (README, "Output: JSON lines") is
+//! The JSON lines output: one object per frame in OUT/results.jsonl, written whole with one write
+//! after each frame so a reader (or a crash) never sees half a line; the file is appended to and
+//! rotated by size ([`crate::files::AppendFile`]). The line's form (README, "Output: JSON lines") is
 //! defined here, from the runtime's [`Scene`]; the runtime knows nothing of it.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use kith_runtime::labels::{FINE_LABELS, NUM_FINE};
@@ -13,28 +12,28 @@ use kith_runtime::{Person, Relation, Scene};
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
 
+use crate::files::{AppendFile, FileSettings};
 use crate::OutputError;
 
 /// Appends scenes to a JSON lines file.
 pub struct JsonLines {
     path: PathBuf,
-    file: BufWriter<File>,
+    file: AppendFile,
     line: Vec<u8>,
 }
 
 impl JsonLines {
-    /// Creates (truncates) `path`.
-    pub fn create(path: &Path) -> Result<Self, OutputError> {
-        let file = File::create(path)
-            .map_err(|e| OutputError::new(path, format!("cannot create: {e}")))?;
+    /// Opens `path` to append to it (creating it), rotating it as `settings` say.
+    pub fn open(path: &Path, settings: FileSettings) -> Result<Self, OutputError> {
         Ok(JsonLines {
             path: path.to_owned(),
-            file: BufWriter::new(file),
+            file: AppendFile::open(path, settings)?,
             line: Vec::with_capacity(JSON_LINE_CAPACITY),
         })
     }
 
-    /// Writes one scene, with the relation weights and the relation model's file name, and flushes.
+    /// Writes one scene, with the relation weights and the relation model's file name, as one
+    /// line (a full disk loses it, with one warning per outage).
     pub fn write(
         &mut self,
         scene: &Scene,
@@ -44,10 +43,7 @@ impl JsonLines {
         self.line.clear();
         write_line(scene, weights, relation_model, &mut self.line)
             .map_err(|e| OutputError::new(&self.path, e))?;
-        self.file
-            .write_all(&self.line)
-            .and_then(|_| self.file.flush())
-            .map_err(|e| OutputError::new(&self.path, format!("cannot write: {e}")))
+        self.file.append(&self.line)
     }
 }
 

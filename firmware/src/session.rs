@@ -52,6 +52,7 @@ impl SessionError {
             _ => matches!(
                 self,
                 SessionError::Config(_)
+                    | SessionError::Source(SourceError::Unusable { .. })
                     | SessionError::Display(DisplayError::Geometry { .. })
                     | SessionError::Pipeline(
                         E::ModelLoad { .. } | E::ModelContract { .. } | E::Setting { .. }
@@ -154,7 +155,7 @@ impl Session {
                 .map_err(|e| OutputError::new(dir, format!("cannot create: {e}")))?;
         }
         let results = out
-            .map(|dir| JsonLines::create(&dir.join("results.jsonl")))
+            .map(|dir| JsonLines::open(&dir.join("results.jsonl"), config.output))
             .transpose()?;
         let frames = out.map(|dir| dir.join("frames"));
         let mut spec = options
@@ -164,12 +165,16 @@ impl Session {
         if let (DisplaySpec::Png { every }, Some(n)) = (&mut spec, options.snapshots) {
             *every = n;
         }
-        let display = Display::open(&spec, frames.as_deref())?;
+        let fsync = config.output.fsync;
+        let display = Display::open(&spec, frames.as_deref(), fsync)?;
         log::debug!("display opened: {}", display.describe());
         let snapshots = match (options.snapshots, &frames) {
-            (Some(every), Some(dir)) if display.png().is_none() => {
-                Some(PngSnapshots::create(dir, every, display.resolution())?)
-            }
+            (Some(every), Some(dir)) if display.png().is_none() => Some(PngSnapshots::create(
+                dir,
+                every,
+                display.resolution(),
+                fsync,
+            )?),
             _ => None,
         };
         let weights = pipeline.relation().weights().to_owned();

@@ -590,13 +590,13 @@ fn kith_reports_a_lost_camera_recovers_without_leaking_and_stops_on_sigterm() {
 
 #[cfg(feature = "v4l2")]
 #[test]
-fn check_fails_for_a_missing_device_but_never_opens_one() {
+fn check_strict_fails_for_a_missing_device_but_never_opens_one() {
     let dir = temp_dir("check");
     let board = dir.join("board.toml");
     let kith_check = |camera: &str| {
         std::fs::write(&board, board_with_camera(camera)).unwrap();
         Command::new(env!("CARGO_BIN_EXE_kith"))
-            .args(["check", "--board", board.to_str().unwrap()])
+            .args(["check", "--strict", "--board", board.to_str().unwrap()])
             .output()
             .unwrap()
     };

@@ -81,6 +81,7 @@ const PADDING: u8 = 0xa5;
 fn fb_config(path: &Path, w: u32, h: u32, format: &str, line: Option<u32>) -> FbdevSpec {
     FbdevSpec {
         device: path.to_owned(),
+        emulated: true,
         width: Some(w),
         height: Some(h),
         pixel_format: FbPixelFormat::parse(format),
@@ -160,7 +161,7 @@ fn a_status_screen_reaches_the_framebuffer() {
     let path = temp_path("fb-status");
     std::fs::write(&path, vec![0u8; 64 * 4 * 48]).unwrap();
     let config = DisplaySpec::Fbdev(fb_config(&path, 64, 48, "xrgb8888", None));
-    let mut display = Display::open(&config, None).unwrap();
+    let mut display = Display::open(&config, None, Default::default()).unwrap();
     assert_eq!(display.resolution(), Some((64, 48)));
     display.show_status("camera lost").unwrap();
     let bytes = std::fs::read(&path).unwrap();
@@ -200,7 +201,7 @@ fn kith_run_draws_on_the_framebuffer_what_the_snapshots_show() {
     let board = common::demo_board().replace(
         "kind = \"png\"\nevery = 1",
         &format!(
-            "kind = \"fbdev\"\ndevice = \"{}\"\nwidth = {w}\nheight = {h}\npixel_format = \"rgb565\"\nline_length = {line}",
+            "kind = \"fbdev\"\nemulated = true\ndevice = \"{}\"\nwidth = {w}\nheight = {h}\npixel_format = \"rgb565\"\nline_length = {line}",
             fb.display()
         ),
     );

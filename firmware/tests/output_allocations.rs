@@ -64,7 +64,7 @@ fn writing_the_largest_scene_allocates_nothing_per_frame() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("results.jsonl");
-    let mut out = JsonLines::create(&path).unwrap();
+    let mut out = JsonLines::open(&path, Default::default()).unwrap();
     let mut scene = largest_scene();
     let weights = "untrained-demo";
     let relation_model = "gritv2-s.int8.onnx";

@@ -20,6 +20,7 @@ fn pipeline() -> Pipeline {
             enabled: true,
             ..SmoothingSettings::default()
         },
+        overlay: Default::default(),
     };
     Pipeline::load(
         &model("person-detector.onnx"),

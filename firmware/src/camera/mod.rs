@@ -1,6 +1,5 @@
 //! Frame sources: everything the pipeline can read frames from.
 
-pub mod backoff;
 pub mod decode;
 pub mod format;
 pub mod pipe;
@@ -18,7 +17,7 @@ use std::time::Duration;
 
 use kith_runtime::Frame;
 
-pub use backoff::Retry;
+pub use crate::backoff::Retry;
 pub use format::CameraFormat;
 
 /// A frame handed out by a source, borrowed until the next call.
@@ -42,6 +41,10 @@ pub enum SourceError {
     /// The source cannot go on.
     #[error("{name}: {detail}")]
     Fatal { name: String, detail: String },
+    /// The source cannot work as the board config sets it up, however often kith restarts (a
+    /// config error).
+    #[error("{name}: {detail}")]
+    Unusable { name: String, detail: String },
 }
 
 /// A camera that stopped delivering frames, and when the source tries to reopen it.

@@ -4,7 +4,8 @@
 //!
 //! Every read waits with `poll` in short slices, so a stop request is honoured even when no writer
 //! ever comes. A named pipe whose writer goes away is reported lost, closed and reopened with
-//! back-off; standard input and files end the stream at their end. The frame buffer is allocated
+//! back-off; standard input and files end the stream at their end. A named pipe that is not there
+//! yet when kith starts is lost the same way until its writer creates it. The frame buffer is allocated
 //! when the source opens and reused for every frame.
 
 use std::fs::{File, OpenOptions};
@@ -14,11 +15,11 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
-use super::backoff::Backoff;
 use super::decode::FrameDecoder;
 use super::format::CameraFormat;
 use super::wait::{wait_readable, Wait};
 use super::{CapturedFrame, FrameSource, Lost, Negotiated, PipeSettings, SourceError};
+use crate::backoff::Backoff;
 use crate::service::StopFlag;
 
 /// Room the MJPEG stream buffer keeps beyond one uncompressed RGB frame.
@@ -62,7 +63,8 @@ pub struct PipeSource {
 }
 
 impl PipeSource {
-    /// Opens the pipe (a named pipe opens at once, before any writer has come).
+    /// Opens the pipe (a named pipe opens at once, before any writer has come). A path that is
+    /// not there yet is not an error: the source starts lost and opens it when it appears.
     pub fn open(settings: &PipeSettings, stop: StopFlag) -> Result<Self, SourceError> {
         let name = if is_stdin(&settings.path) {
             "stdin".to_owned()
@@ -74,15 +76,29 @@ impl PipeSource {
             .format
             .packed_frame_len(w, h)
             .unwrap_or(w * h * 3 + JPEG_SLACK);
-        let (kind, input) = open_input(&settings.path).map_err(|e| SourceError::Fatal {
-            name: name.clone(),
-            detail: format!("cannot open: {e}"),
-        })?;
+        if is_stdin(&settings.path) && stdin_is_null() {
+            return Err(SourceError::Unusable {
+                name,
+                detail: "field `camera.path` = \"-\" but standard input is /dev/null (as under \
+                         systemd): no frame can come; name a named pipe that the camera writes to"
+                    .into(),
+            });
+        }
+        let (kind, input) = if is_stdin(&settings.path) || settings.path.exists() {
+            let (kind, input) = open_input(&settings.path).map_err(|e| SourceError::Fatal {
+                name: name.clone(),
+                detail: format!("cannot open: {e}"),
+            })?;
+            (kind, Some(input))
+        } else {
+            // Reopened like a named pipe whose writer went away.
+            (InputKind::Fifo, None)
+        };
         Ok(PipeSource {
             settings: settings.clone(),
             name,
             kind,
-            input: Some(input),
+            input,
             buf: vec![0; len],
             start: 0,
             end: 0,
@@ -255,6 +271,20 @@ impl FrameSource for PipeSource {
 
 fn is_stdin(path: &Path) -> bool {
     path.as_os_str() == "-"
+}
+
+/// Whether standard input is /dev/null (systemd's default for a service): nothing will ever come.
+fn stdin_is_null() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(null) = std::fs::metadata("/dev/null") else {
+        return false;
+    };
+    let Ok(fd) = io::stdin().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    File::from(fd)
+        .metadata()
+        .is_ok_and(|stdin| stdin.file_type().is_char_device() && stdin.rdev() == null.rdev())
 }
 
 /// Opens `path` for reading; a named pipe opens non-blocking, so no writer is needed yet.

@@ -88,6 +88,20 @@ pub enum CameraSpec {
     Pipe(PipeSettings),
 }
 
+impl CameraSpec {
+    /// The device node (or named pipe) the camera opens, with the field that names it; `None`
+    /// for image files and standard input.
+    pub fn node(&self) -> Option<(&'static str, &Path)> {
+        match self {
+            CameraSpec::Replay { .. } => None,
+            #[cfg(feature = "v4l2")]
+            CameraSpec::V4l2(v) => Some(("camera.device", v.device.as_path())),
+            CameraSpec::Pipe(p) if p.path.as_os_str() == "-" => None,
+            CameraSpec::Pipe(p) => Some(("camera.path", p.path.as_path())),
+        }
+    }
+}
+
 impl CameraConfig {
     /// Checks every field (device nodes and paths must exist unless `devices` skips them; nothing
     /// is opened), with relative paths taken from `base`.

@@ -9,7 +9,9 @@
 //! A frame is handed out straight from the mmap buffer (the pipeline converts it into its own
 //! buffer); the buffer goes back to the driver at the next call. A device that vanishes, reports an
 //! error or delivers nothing within the timeout is reported lost; its file and mappings are closed
-//! at once and it is reopened with back-off on the following calls.
+//! at once and it is reopened with back-off on the following calls. A device node that is not
+//! there yet when kith starts (a USB camera still enumerating) is lost the same way from the
+//! start.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -19,12 +21,12 @@ use std::time::{Duration, Instant};
 
 use memmap2::{MmapMut, MmapOptions};
 
-use super::backoff::Backoff;
 use super::decode::FrameDecoder;
 use super::format::{fourcc_text, CameraFormat};
 use super::v4l2_abi::{self as abi, V4l2PixFormat};
 use super::wait::{wait_readable, Wait};
 use super::{CapturedFrame, FrameSource, Lost, Negotiated, SourceError, V4l2Settings};
+use crate::backoff::Backoff;
 use crate::service::StopFlag;
 
 /// Fewest mmap buffers streaming works with: one held by kith, one filled by the driver.
@@ -35,7 +37,8 @@ pub struct V4l2Source {
     settings: V4l2Settings,
     name: String,
     stream: Option<Stream>,
-    negotiated: Negotiated,
+    /// What the driver agreed to when the device was last opened (`None`: never opened yet).
+    negotiated: Option<Negotiated>,
     decoder: FrameDecoder,
     backoff: Backoff,
     stop: StopFlag,
@@ -43,23 +46,27 @@ pub struct V4l2Source {
 
 impl V4l2Source {
     /// Opens the device, negotiates the format and starts streaming. Errors are one line naming
-    /// the device.
+    /// the device. A device node that is not there yet is not an error: the source starts lost
+    /// and opens the device when it appears.
     pub fn open(settings: &V4l2Settings, stop: StopFlag) -> Result<Self, SourceError> {
         let name = settings.device.display().to_string();
-        let stream = Stream::open(settings).map_err(|e| SourceError::Fatal {
-            name: name.clone(),
-            detail: e.to_string(),
-        })?;
-        let negotiated = stream.negotiated;
+        let stream = if settings.device.exists() {
+            Some(Stream::open(settings).map_err(|e| SourceError::Fatal {
+                name: name.clone(),
+                detail: e.to_string(),
+            })?)
+        } else {
+            None
+        };
+        let negotiated = stream.as_ref().map(|s| s.negotiated);
+        let (width, height) =
+            negotiated.map_or((settings.width, settings.height), |n| (n.width, n.height));
         Ok(V4l2Source {
             settings: settings.clone(),
             name,
-            stream: Some(stream),
+            stream,
             negotiated,
-            decoder: FrameDecoder::with_capacity(
-                negotiated.width as usize,
-                negotiated.height as usize,
-            ),
+            decoder: FrameDecoder::with_capacity(width as usize, height as usize),
             backoff: Backoff::new(settings.retry),
             stop,
         })
@@ -84,7 +91,7 @@ impl FrameSource for V4l2Source {
             }
             match Stream::open(&self.settings) {
                 Ok(stream) => {
-                    self.negotiated = stream.negotiated;
+                    self.negotiated = Some(stream.negotiated);
                     self.stream = Some(stream);
                 }
                 Err(e) => return Err(self.lost(e.to_string())),
@@ -115,7 +122,7 @@ impl FrameSource for V4l2Source {
     }
 
     fn negotiated(&self) -> Option<Negotiated> {
-        Some(self.negotiated)
+        self.negotiated
     }
 }
 
@@ -405,10 +412,24 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_device_is_a_one_line_error_naming_it() {
-        let e = open_error("/dev/video-kith-missing");
-        assert!(e.starts_with("/dev/video-kith-missing: cannot open"), "{e}");
-        assert!(e.contains("No such file"), "{e}");
+    fn a_missing_device_is_a_lost_camera_naming_it() {
+        // It may come later (a USB camera still enumerating): the source opens, and its first
+        // frame is "camera lost" with the reason, retried with back-off.
+        let mut source =
+            V4l2Source::open(&settings("/dev/video-kith-missing"), StopFlag::new()).unwrap();
+        assert_eq!(source.negotiated(), None);
+        let e = match source.next_frame() {
+            Err(e @ SourceError::Lost(_)) => e.to_string(),
+            other => panic!("{:?}", other.map(|f| f.map(|f| f.name.to_owned()))),
+        };
+        assert!(
+            e.starts_with("/dev/video-kith-missing: camera lost: cannot open"),
+            "{e}"
+        );
+        assert!(
+            e.contains("No such file") && e.contains("retrying in 250 ms"),
+            "{e}"
+        );
         assert!(!e.contains('\n'), "{e}");
     }
 

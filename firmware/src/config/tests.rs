@@ -148,3 +148,65 @@ fn privacy_and_the_overlay_threshold() {
         (format!("{GOOD}[overlay]\nmin_score = 0.5\n"), "min_score"),
     ]);
 }
+
+#[test]
+fn a_name_is_one_line() {
+    // It goes into systemd's STATUS= line, where a newline would start another field.
+    for name in ["a\\nWATCHDOG=1", "tab\\there"] {
+        let text = GOOD.replace("name = \"test\"", &format!("name = \"{name}\""));
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("field `name` has a control character"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+}
+
+#[test]
+fn the_output_section_is_optional_and_checked() {
+    use crate::files::{FileSettings, Fsync};
+    assert_eq!(parse(GOOD).unwrap().output, FileSettings::default());
+    let c = parse(&format!(
+        "{GOOD}[output]\nrotate_mb = 8\nkeep = 2\nfsync = \"always\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.output,
+        FileSettings {
+            rotate_bytes: 8 << 20,
+            keep: 2,
+            fsync: Fsync::Always
+        }
+    );
+    let e = parse(&format!("{GOOD}[output]\nkeep = 1001\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("field `output.keep` = 1001"), "{e}");
+    let e = parse(&format!("{GOOD}[output]\nfsync = \"sometimes\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("field `output.fsync` = \"sometimes\""), "{e}");
+}
+
+#[test]
+fn missing_device_nodes_may_come_later_but_are_listed() {
+    let pipe = with_camera(&PIPE.replace("\"-\"", "\"/tmp/kith-pipe-not-yet\""));
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("board.toml");
+    let strict = BoardConfig::parse_with(&file, &pipe, Devices::Required)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        strict.contains("field `camera.path`: /tmp/kith-pipe-not-yet does not exist"),
+        "{strict}"
+    );
+    let later = BoardConfig::parse_with(&file, &pipe, Devices::Skipped).unwrap();
+    assert_eq!(
+        later.missing_devices(),
+        [("camera.path", Path::new("/tmp/kith-pipe-not-yet"))]
+    );
+    let fb = with_display("kind = \"fbdev\"\ndevice = \"/dev/fb-kith-missing\"");
+    let later = BoardConfig::parse_with(&file, &fb, Devices::Skipped).unwrap();
+    assert_eq!(
+        later.missing_devices(),
+        [("display.device", Path::new("/dev/fb-kith-missing"))]
+    );
+    assert!(parse(GOOD).unwrap().missing_devices().is_empty());
+}

@@ -7,8 +7,9 @@
 //! copied into the mapping once per frame by [`Framebuffer::present`], line by line, so the
 //! padding at the end of each line is never touched.
 //!
-//! A plain file can stand in for the device (tests): the geometry then comes from the config
-//! (`width`, `height`, `pixel_format`, `line_length`) and the file is mapped the same way.
+//! A plain file can stand in for the device (tests) when the config says `emulated = true`: the
+//! geometry then comes from the config (`width`, `height`, `pixel_format`, `line_length`) and the
+//! file is mapped the same way. Without it anything but a character device is refused.
 //!
 //! The kernel's framebuffer console draws into the same memory (a blinking cursor, messages). On
 //! a board, keep it off the screen kith uses: unbind it (`echo 0 >
@@ -213,6 +214,8 @@ impl Framebuffer {
                     detail,
                 },
             })?
+        } else if !config.emulated {
+            return Err(fail(super::spec::not_a_framebuffer(meta.is_file())));
         } else {
             let g = config.geometry().ok_or_else(|| {
                 fail("a plain file needs width, height and pixel_format in the config".into())

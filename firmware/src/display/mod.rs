@@ -2,6 +2,10 @@
 //! (or what a benchmark asks for). It is an embedded-graphics `DrawTarget<Color = Rgb888>` that
 //! hands every call to its kind, so whoever renders a frame draws on it directly and then calls
 //! [`Display::present`]; the display knows nothing of what drew on it.
+//!
+//! A framebuffer or panel whose device node is not there when kith starts (a display that comes
+//! later) is [`Display::Absent`]: frames are shown nowhere until the node appears, which is looked
+//! for with back-off at each frame.
 
 pub mod fb_abi;
 pub mod fbdev;
@@ -16,6 +20,7 @@ pub mod spidev;
 
 use std::convert::Infallible;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
@@ -23,6 +28,8 @@ use embedded_graphics::primitives::Rectangle;
 use kith_runtime::image::RgbImage;
 use kith_runtime::overlay;
 
+use crate::backoff::{Backoff, Retry};
+use crate::files::Fsync;
 use crate::OutputError;
 use fbdev::Framebuffer;
 use png::PngSnapshots;
@@ -54,14 +61,84 @@ pub enum Display {
     Panel(Box<spidev::LinuxPanel>),
     /// Nothing is drawn ("none").
     None,
+    /// A framebuffer or panel whose device node is not there yet; nothing is drawn until it is.
+    Absent(Box<Absent>),
+}
+
+/// The first and the longest delay between two looks for a display that is not there.
+const ABSENT_RETRY: Retry = Retry {
+    min: Duration::from_millis(500),
+    max: Duration::from_secs(5),
+};
+
+/// A display that could not be opened because its device node is missing, and when to try again.
+pub struct Absent {
+    spec: DisplaySpec,
+    since: Instant,
+    backoff: Backoff,
+    /// Why the last attempt failed, logged when it changes.
+    reason: String,
+}
+
+impl Absent {
+    fn new(spec: &DisplaySpec, node: &Path) -> Self {
+        let reason = format!("{} is not there", node.display());
+        log::warn!("display lost: {reason}; kith runs without it and opens it when it appears");
+        let mut backoff = Backoff::new(ABSENT_RETRY);
+        backoff.schedule();
+        Absent {
+            spec: spec.clone(),
+            since: Instant::now(),
+            backoff,
+            reason,
+        }
+    }
+
+    /// The display, when the next attempt is due and it opens.
+    fn reopen(&mut self) -> Option<Display> {
+        if !self.backoff.due() {
+            return None;
+        }
+        self.backoff.schedule();
+        let reason = match self.spec.missing_node() {
+            Some(node) => format!("{} is not there", node.display()),
+            None => match Display::open(&self.spec, None, Fsync::Never) {
+                Ok(Display::Absent(_)) => return None,
+                Ok(display) => {
+                    log::info!(
+                        "display back after {:.1} s: {}",
+                        self.since.elapsed().as_secs_f64(),
+                        display.describe()
+                    );
+                    return Some(display);
+                }
+                // E.g. the node is there but udev has not given it its group yet.
+                Err(e) => e.to_string(),
+            },
+        };
+        if reason != self.reason {
+            log::warn!("display still lost: {reason}; retrying");
+            self.reason = reason;
+        }
+        None
+    }
 }
 
 impl Display {
-    /// Opens the display `spec` names; PNG snapshots go to `frames` (none without it).
-    pub fn open(spec: &DisplaySpec, frames: Option<&Path>) -> Result<Self, DisplayError> {
+    /// Opens the display `spec` names; PNG snapshots go to `frames` (none without it), synced
+    /// as `fsync` says. A framebuffer or panel whose device node is missing is
+    /// [`Display::Absent`].
+    pub fn open(
+        spec: &DisplaySpec,
+        frames: Option<&Path>,
+        fsync: Fsync,
+    ) -> Result<Self, DisplayError> {
+        if let Some(node) = spec.missing_node() {
+            return Ok(Display::Absent(Box::new(Absent::new(spec, node))));
+        }
         Ok(match spec {
             DisplaySpec::Png { every } => match frames {
-                Some(dir) => Display::Png(PngSnapshots::create(dir, *every, None)?),
+                Some(dir) => Display::Png(PngSnapshots::create(dir, *every, None, fsync)?),
                 None => Display::None,
             },
             DisplaySpec::Memory => Display::Memory(RgbImage::default()),
@@ -78,7 +155,9 @@ impl Display {
             Display::Framebuffer(fb) => fb.size(),
             #[cfg(feature = "spi")]
             Display::Panel(panel) => panel.size(),
-            Display::Png(_) | Display::Memory(_) | Display::None => return None,
+            Display::Png(_) | Display::Memory(_) | Display::None | Display::Absent(_) => {
+                return None
+            }
         };
         Some((size.width as usize, size.height as usize))
     }
@@ -96,6 +175,9 @@ impl Display {
             #[cfg(feature = "spi")]
             Display::Panel(panel) => format!("SPI panel{resolution}, {}", panel.describe()),
             Display::None => "none".into(),
+            Display::Absent(absent) => {
+                format!("display lost ({}); opened when it appears", absent.reason)
+            }
         }
     }
 
@@ -109,9 +191,17 @@ impl Display {
 
     /// Gets ready to show frame number `n` of `width` x `height` pixels: the displays drawn at
     /// each frame's size take it. `false` when this display does not show the frame (PNG
-    /// snapshots write every Nth; "none" shows nothing), so it need not be drawn.
+    /// snapshots write every Nth; "none" shows nothing), so it need not be drawn. An absent
+    /// display is opened here when it has appeared.
     pub fn begin_frame(&mut self, n: u64, width: usize, height: usize) -> bool {
         match self {
+            Display::Absent(absent) => match absent.reopen() {
+                Some(display) => {
+                    *self = display;
+                    self.begin_frame(n, width, height)
+                }
+                None => false,
+            },
             Display::Png(png) => png.begin_frame(n, width, height),
             Display::Memory(canvas) => {
                 canvas.set_size(width, height);
@@ -132,7 +222,7 @@ impl Display {
             Display::Framebuffer(fb) => fb.present(),
             #[cfg(feature = "spi")]
             Display::Panel(panel) => panel.present()?,
-            Display::Memory(_) | Display::None => {}
+            Display::Memory(_) | Display::None | Display::Absent(_) => {}
         }
         Ok(())
     }
@@ -140,7 +230,14 @@ impl Display {
     /// Shows a full-screen status message (e.g. "camera lost") in place of frames, until the next
     /// frame. PNG snapshots record frames only, so "png" and "none" show nothing.
     pub fn show_status(&mut self, text: &str) -> Result<(), DisplayError> {
-        if matches!(self, Display::Png(_) | Display::None) {
+        // While no frame comes (a lost camera) this is where an absent display is looked for.
+        if let Display::Absent(absent) = self {
+            match absent.reopen() {
+                Some(display) => *self = display,
+                None => return Ok(()),
+            }
+        }
+        if matches!(self, Display::Png(_) | Display::None | Display::Absent(_)) {
             return Ok(());
         }
         let Ok(()) = overlay::draw_status(self, text);
@@ -156,7 +253,7 @@ impl OriginDimensions for Display {
             Display::Framebuffer(fb) => fb.size(),
             #[cfg(feature = "spi")]
             Display::Panel(panel) => panel.size(),
-            Display::None => Size::zero(),
+            Display::None | Display::Absent(_) => Size::zero(),
         }
     }
 }
@@ -176,7 +273,7 @@ impl DrawTarget for Display {
             Display::Framebuffer(fb) => fb.draw_iter(pixels),
             #[cfg(feature = "spi")]
             Display::Panel(panel) => panel.draw_iter(pixels),
-            Display::None => Ok(()),
+            Display::None | Display::Absent(_) => Ok(()),
         }
     }
 
@@ -190,7 +287,7 @@ impl DrawTarget for Display {
             Display::Framebuffer(fb) => fb.fill_contiguous(area, colors),
             #[cfg(feature = "spi")]
             Display::Panel(panel) => panel.fill_contiguous(area, colors),
-            Display::None => Ok(()),
+            Display::None | Display::Absent(_) => Ok(()),
         }
     }
 
@@ -201,7 +298,7 @@ impl DrawTarget for Display {
             Display::Framebuffer(fb) => fb.fill_solid(area, color),
             #[cfg(feature = "spi")]
             Display::Panel(panel) => panel.fill_solid(area, color),
-            Display::None => Ok(()),
+            Display::None | Display::Absent(_) => Ok(()),
         }
     }
 
@@ -212,7 +309,7 @@ impl DrawTarget for Display {
             Display::Framebuffer(fb) => fb.clear(color),
             #[cfg(feature = "spi")]
             Display::Panel(panel) => panel.clear(color),
-            Display::None => Ok(()),
+            Display::None | Display::Absent(_) => Ok(()),
         }
     }
 }

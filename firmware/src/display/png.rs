@@ -1,10 +1,10 @@
 //! PNG snapshots: the host's display, and the record of what a board's display showed. Every Nth
 //! frame is drawn on an in-memory RGB canvas (at a fixed size, or at the frame's own) and written
-//! to OUT/frames/NNNNNN.png, NNNNNN being the frame's number.
+//! to OUT/frames/NNNNNN.png, NNNNNN being the frame's number: encoded in memory, written under a
+//! temporary name and renamed ([`files::replace`]), so a PNG is whole or absent. A full disk skips
+//! snapshots with one warning until there is room again.
 
 use std::convert::Infallible;
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use embedded_graphics::pixelcolor::Rgb888;
@@ -14,6 +14,7 @@ use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
 use kith_runtime::image::RgbImage;
 
+use crate::files::{self, Fsync, FullDisk};
 use crate::OutputError;
 
 /// Writes PNG snapshots of finished frames.
@@ -25,15 +26,20 @@ pub struct PngSnapshots {
     size: Option<(usize, usize)>,
     /// The number of the frame being drawn, when it is one to write.
     pending: Option<u64>,
+    /// The encoded PNG, reused from one snapshot to the next.
+    encoded: Vec<u8>,
+    fsync: Fsync,
+    full: FullDisk,
 }
 
 impl PngSnapshots {
     /// Snapshots into `dir` (created if needed), one every `every` frames, of `size` (or of each
-    /// frame's size).
+    /// frame's size), each synced to the disk when `fsync` says so.
     pub fn create(
         dir: &Path,
         every: usize,
         size: Option<(usize, usize)>,
+        fsync: Fsync,
     ) -> Result<Self, OutputError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| OutputError::new(dir, format!("cannot create: {e}")))?;
@@ -43,6 +49,9 @@ impl PngSnapshots {
             canvas: RgbImage::default(),
             size,
             pending: None,
+            encoded: Vec::new(),
+            fsync,
+            full: FullDisk::default(),
         })
     }
 
@@ -73,15 +82,11 @@ impl PngSnapshots {
     }
 
     /// Writes the canvas as frame `n`'s snapshot.
-    fn write(&self, n: u64) -> Result<(), OutputError> {
+    fn write(&mut self, n: u64) -> Result<(), OutputError> {
         let path = self.dir.join(format!("{n:06}.png"));
-        let file = File::create(&path)
-            .map_err(|e| OutputError::new(&path, format!("cannot create: {e}")))?;
-        let encoder = PngEncoder::new_with_quality(
-            BufWriter::new(file),
-            CompressionType::Fast,
-            FilterType::Sub,
-        );
+        self.encoded.clear();
+        let encoder =
+            PngEncoder::new_with_quality(&mut self.encoded, CompressionType::Fast, FilterType::Sub);
         let canvas = &self.canvas;
         encoder
             .write_image(
@@ -90,7 +95,14 @@ impl PngSnapshots {
                 canvas.height as u32,
                 ExtendedColorType::Rgb8,
             )
-            .map_err(|e| OutputError::new(&path, format!("cannot write: {e}")))
+            .map_err(|e| OutputError::new(&path, format!("cannot encode: {e}")))?;
+        match files::replace(&path, &self.encoded, self.fsync) {
+            Ok(()) => {
+                self.full.succeeded(&path);
+                Ok(())
+            }
+            Err(e) => self.full.failed(&path, e),
+        }
     }
 }
 

@@ -43,6 +43,29 @@ pub enum DisplaySpec {
     Spi(SpiSpec),
 }
 
+impl DisplaySpec {
+    /// The device nodes the display opens, with the fields that name them.
+    pub fn nodes(&self) -> Vec<(&'static str, &Path)> {
+        match self {
+            DisplaySpec::Fbdev(fb) => vec![("display.device", fb.device.as_path())],
+            #[cfg(feature = "spi")]
+            DisplaySpec::Spi(spi) => vec![
+                ("display.spi", spi.spi.as_path()),
+                ("display.gpio_chip", spi.gpio_chip.as_path()),
+            ],
+            DisplaySpec::Png { .. } | DisplaySpec::Memory | DisplaySpec::None => vec![],
+        }
+    }
+
+    /// The first of its device nodes that is not there.
+    pub fn missing_node(&self) -> Option<&Path> {
+        self.nodes()
+            .into_iter()
+            .map(|(_, path)| path)
+            .find(|path| !path.exists())
+    }
+}
+
 impl DisplayConfig {
     /// Checks every field (device nodes must exist unless `devices` skips them; nothing is
     /// opened), with relative paths taken from `base`.
@@ -69,8 +92,13 @@ impl DisplayConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FbdevConfig {
-    /// The framebuffer device, or a plain file standing in for it (tests).
+    /// The framebuffer device (a character device), or with `emulated = true` a regular file
+    /// standing in for one (tests).
     pub device: PathBuf,
+    /// `device` is a regular file standing in for a framebuffer; without it a regular file is
+    /// refused (kith would overwrite it).
+    #[serde(default)]
+    pub emulated: bool,
     /// For a plain file: the geometry the FBIOGET_*SCREENINFO ioctls would report. For a device
     /// they are optional and checked against what the ioctls report.
     pub width: Option<u32>,
@@ -85,6 +113,8 @@ pub struct FbdevConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FbdevSpec {
     pub device: PathBuf,
+    /// `device` may be a regular file standing in for a framebuffer.
+    pub emulated: bool,
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub pixel_format: Option<FbPixelFormat>,
@@ -192,6 +222,7 @@ impl FbdevConfig {
         };
         let spec = FbdevSpec {
             device: resolve(base, self.device),
+            emulated: self.emulated,
             width: self.width,
             height: self.height,
             pixel_format,
@@ -232,6 +263,9 @@ impl FbdevConfig {
             path: device.clone(),
             what,
         };
+        if !self.emulated {
+            return Err(wrong(not_a_framebuffer(meta.is_file())));
+        }
         if !meta.is_file() {
             return Err(wrong(
                 "is neither a framebuffer device nor a regular file".into(),
@@ -266,6 +300,17 @@ impl FbdevConfig {
             }
         }
         Ok(spec)
+    }
+}
+
+/// Why a `display.device` that is not a character device is refused.
+pub fn not_a_framebuffer(regular_file: bool) -> String {
+    if regular_file {
+        "is a regular file, not a framebuffer device (kith would overwrite it; \
+         `display.emulated = true` draws into a file standing in for one)"
+            .into()
+    } else {
+        "is not a framebuffer device (not a character device)".into()
     }
 }
 
@@ -478,7 +523,7 @@ mod tests {
     fn an_fbdev_file_takes_its_geometry_from_the_config() {
         let file = fb_file("fb-good", 100 * 48);
         let c = parse(&with_display(&format!(
-            "kind = \"fbdev\"\ndevice = \"{}\"\nwidth = 40\nheight = 48\npixel_format = \"rgb565\"\nline_length = 100",
+            "kind = \"fbdev\"\nemulated = true\ndevice = \"{}\"\nwidth = 40\nheight = 48\npixel_format = \"rgb565\"\nline_length = 100",
             file.display()
         )))
         .unwrap();
@@ -491,7 +536,7 @@ mod tests {
             (40, 48, FbPixelFormat::Rgb565, 100)
         );
         let c = parse(&with_display(&format!(
-            "kind = \"fbdev\"\ndevice = \"{}\"\nwidth = 30\nheight = 40\npixel_format = \"xrgb8888\"",
+            "kind = \"fbdev\"\nemulated = true\ndevice = \"{}\"\nwidth = 30\nheight = 40\npixel_format = \"xrgb8888\"",
             file.display()
         )))
         .unwrap();
@@ -510,7 +555,7 @@ mod tests {
     fn fbdev_errors_name_the_field() {
         let file = fb_file("fb-bad", 64 * 48);
         let dev = file.display().to_string();
-        let fb = |rest: &str| with_display(&format!("kind = \"fbdev\"\n{rest}"));
+        let fb = |rest: &str| with_display(&format!("kind = \"fbdev\"\nemulated = true\n{rest}"));
         let cases = [
             (fb("device = \"/dev/fb-kith-missing\""), "field `display.device`: /dev/fb-kith-missing does not exist"),
             (fb(&format!("device = \"{dev}\"\nheight = 48\npixel_format = \"rgb565\"")), "field `display.width` is required"),
@@ -527,6 +572,41 @@ mod tests {
             assert!(e.contains(needle), "{needle} not in {e}");
             assert!(!e.contains('\n'), "{e}");
         }
+        std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn a_display_device_that_is_not_a_character_device_is_refused() {
+        let file = fb_file("fb-regular", 64 * 48);
+        let before = std::fs::read(&file).unwrap();
+        let fb = |device: &str| {
+            with_display(&format!(
+                "kind = \"fbdev\"\ndevice = \"{device}\"\nwidth = 32\nheight = 48\npixel_format = \"rgb565\""
+            ))
+        };
+        let e = parse(&fb(&file.display().to_string()))
+            .unwrap_err()
+            .to_string();
+        let want = format!(
+            "field `display.device`: {} is a regular file, not a framebuffer device",
+            file.display()
+        );
+        assert!(e.contains(&want), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let e = parse(&fb("/tmp")).unwrap_err().to_string();
+        assert!(
+            e.contains("field `display.device`: /tmp is not a framebuffer device"),
+            "{e}"
+        );
+        // The one opt-in: a file standing in for a framebuffer.
+        let emulated = fb(&file.display().to_string())
+            .replace("kind = \"fbdev\"", "kind = \"fbdev\"\nemulated = true");
+        parse(&emulated).unwrap();
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            before,
+            "validation wrote nothing"
+        );
         std::fs::remove_file(file).unwrap();
     }
 

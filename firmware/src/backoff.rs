@@ -1,4 +1,5 @@
-//! Capped exponential back-off between reconnection attempts of a lost camera.
+//! Capped exponential back-off between attempts to reopen a lost device (a camera, or a display
+//! that is not there yet).
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,11 @@ impl Backoff {
         stop.sleep(left)
     }
 
+    /// Whether the scheduled attempt is due (or none was scheduled), without waiting.
+    pub fn due(&self) -> bool {
+        self.retry_at.is_none_or(|at| Instant::now() >= at)
+    }
+
     /// Forgets the failed attempts: the camera works again.
     pub fn reset(&mut self) {
         self.next_delay = self.retry.min;
@@ -85,5 +91,8 @@ mod tests {
         }
         stop.request();
         assert!(!b.wait(&stop), "a stop request ends the wait");
+        assert!(!b.due(), "the attempt is seconds away");
+        b.reset();
+        assert!(b.due(), "nothing scheduled");
     }
 }
