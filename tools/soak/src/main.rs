@@ -111,7 +111,7 @@ fn sample(child: &mut Child, args: &Args) -> Result<Vec<Sample>> {
             continue;
         }
         frames += 1;
-        if frames % args.sample_every == 0 {
+        if frames.is_multiple_of(args.sample_every) {
             let ms_per_frame = since.elapsed().as_secs_f64() * 1000.0 / args.sample_every as f64;
             since = Instant::now();
             let s = Sample {
@@ -249,7 +249,7 @@ model = "relations.onnx"
 /// A JPEG of a `w` x `h` picture with bright patches (the tiny detector finds persons in it).
 fn test_jpeg(w: u32, h: u32) -> Result<Vec<u8>> {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
-        let bright = (x * 4 / w + y * 4 / h) % 3 == 0;
+        let bright = (x * 4 / w + y * 4 / h).is_multiple_of(3);
         let v = if bright { 230 } else { 30 };
         image::Rgb([v, (x % 256) as u8, v / 2])
     });
