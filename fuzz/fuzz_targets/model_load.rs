@@ -28,7 +28,7 @@ fuzz_target!(|input: &[u8]| {
     // Cut at a point spread over the whole file (u32::MAX: keep it whole).
     let cut = u32::from_le_bytes([a, b, c, d]);
     if cut != u32::MAX {
-        bytes.truncate((u64::from(cut) * bytes.len() as u64 >> 32) as usize);
+        bytes.truncate(((u64::from(cut) * bytes.len() as u64) >> 32) as usize);
     }
     for edit in edits.chunks_exact(5) {
         if bytes.is_empty() {
