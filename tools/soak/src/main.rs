@@ -100,7 +100,7 @@ fn main() -> Result<()> {
     report(&samples, &args, &out.join("results.jsonl"))
 }
 
-/// Reads kith's per-frame lines and samples /proc every `sample_every` frames.
+/// Reads kith's per-frame lines and samples /proc every `sample_every` frames before the last.
 fn sample(child: &mut Child, args: &Args) -> Result<Vec<Sample>> {
     let pid = child.id();
     let stdout = BufReader::new(child.stdout.take().context("kith's stdout")?);
@@ -111,7 +111,8 @@ fn sample(child: &mut Child, args: &Args) -> Result<Vec<Sample>> {
             continue;
         }
         frames += 1;
-        if frames.is_multiple_of(args.sample_every) {
+        // Not at the last frame: kith is then closing its input and writing its summary.
+        if frames.is_multiple_of(args.sample_every) && frames < args.frames {
             let ms_per_frame = since.elapsed().as_secs_f64() * 1000.0 / args.sample_every as f64;
             since = Instant::now();
             let s = Sample {
@@ -175,9 +176,9 @@ fn report(samples: &[Sample], args: &Args, results: &Path) -> Result<()> {
         count += 1;
     }
     println!(
-        "soak: {} frames; after {} warm-up frames RSS {} -> {} KiB (peak growth {growth} KiB), \
+        "soak: {} frames (last sample at {}); after {} warm-up frames RSS {} -> {} KiB (peak growth {growth} KiB), \
          fds {} -> {}, maps {} -> {}, median {first:.3} -> {final_:.3} ms/frame; {count} JSON lines parse",
-        last.frame, args.warmup, base.rss_kb, last.rss_kb, base.fds, last.fds, base.maps, last.maps
+        args.frames, last.frame, args.warmup, base.rss_kb, last.rss_kb, base.fds, last.fds, base.maps, last.maps
     );
     let mut failures = Vec::new();
     if growth > args.max_rss_growth_kb {
