@@ -261,7 +261,9 @@ impl PersonDetector {
                 break;
             }
             let bbox = self.placement.to_source(c.bbox, frame_w, frame_h);
-            if bbox[2] - bbox[0] < 1.0 || bbox[3] - bbox[1] < 1.0 {
+            // A NaN coordinate survives the clamp and every comparison: such a box is no person.
+            if bbox.iter().any(|v| v.is_nan()) || bbox[2] - bbox[0] < 1.0 || bbox[3] - bbox[1] < 1.0
+            {
                 continue;
             }
             if persons

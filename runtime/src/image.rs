@@ -6,7 +6,12 @@ use yuvutils_rs::{
     YuvStandardMatrix,
 };
 
+use crate::limits::{MAX_FRAME_PIXELS, MAX_FRAME_SIDE};
 use crate::{Error, Result};
+
+/// Longest row stride accepted (bytes): 8 bytes a pixel at [`MAX_FRAME_SIDE`], so that a frame's
+/// length cannot overflow even a 32-bit `usize`.
+const MAX_STRIDE: usize = MAX_FRAME_SIDE * 8;
 
 /// Pixel layouts a frame can arrive in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -29,12 +34,15 @@ pub enum PixelFormat {
 }
 
 impl PixelFormat {
-    /// Bytes of one row of the first plane for a frame `width` pixels wide, without padding.
+    /// Bytes of one row of the first plane for a frame `width` pixels wide, without padding. An
+    /// odd width rounds up to whole chroma pairs: a 4:2:2 row ends with a full Y0 U Y1 V group, and
+    /// an NV12 chroma row (as long as a luma row) holds `width.div_ceil(2)` U V pairs.
     pub fn packed_stride(self, width: usize) -> usize {
         match self {
             PixelFormat::Rgb | PixelFormat::Bgr => width * 3,
-            PixelFormat::Yuyv | PixelFormat::Uyvy => width * 2,
-            PixelFormat::Grey | PixelFormat::Nv12 | PixelFormat::Yuv420 => width,
+            PixelFormat::Yuyv | PixelFormat::Uyvy => width.div_ceil(2) * 4,
+            PixelFormat::Nv12 => width.div_ceil(2) * 2,
+            PixelFormat::Grey | PixelFormat::Yuv420 => width,
         }
     }
 
@@ -71,12 +79,24 @@ impl<'a> Frame<'a> {
         }
     }
 
-    /// Checks that size, stride and buffer length agree.
+    /// Checks that size, stride and buffer length agree, and that the size is within
+    /// [`MAX_FRAME_SIDE`] a side and [`MAX_FRAME_PIXELS`] (what converting it allocates).
     pub fn validate(&self) -> Result<()> {
         if self.width == 0 || self.height == 0 {
             return Err(Error::Frame(format!(
                 "empty frame {}x{}",
                 self.width, self.height
+            )));
+        }
+        if self.width > MAX_FRAME_SIDE
+            || self.height > MAX_FRAME_SIDE
+            || self.width * self.height > MAX_FRAME_PIXELS
+            || self.stride > MAX_STRIDE
+        {
+            return Err(Error::Frame(format!(
+                "{}x{} (stride {}) is beyond {MAX_FRAME_SIDE} pixels a side, {MAX_FRAME_PIXELS} \
+                 pixels or a {MAX_STRIDE}-byte stride",
+                self.width, self.height, self.stride
             )));
         }
         if self.stride < self.format.packed_stride(self.width) {
@@ -204,14 +224,9 @@ fn ycbcr_into_rgb(frame: &Frame, dst: &mut [u8]) -> Result<()> {
     let rgb_stride = dim(frame.width * 3)?;
     match format {
         PixelFormat::Yuyv | PixelFormat::Uyvy => {
-            if frame.width % 2 == 1 {
-                return Err(Error::Frame(format!(
-                    "a {format:?} frame needs an even width, got {w}"
-                )));
-            }
-            // yuvutils-rs takes a packed 4:2:2 image only without row padding: padded frames go
-            // row by row.
-            let row = frame.width * 2;
+            // yuvutils-rs takes a packed 4:2:2 image only without row padding (an odd width ends
+            // each row with a whole Y0 U Y1 V group): padded frames go row by row.
+            let row = format.packed_stride(frame.width);
             let rows = if frame.stride == row { frame.height } else { 1 };
             let out_rows = dst.chunks_exact_mut(rows * frame.width * 3);
             for (y, out) in (0..frame.height).step_by(rows).zip(out_rows) {
@@ -472,6 +487,71 @@ mod tests {
         img.convert_from(&Frame::packed(w, h, PixelFormat::Bgr, &bgr))
             .unwrap();
         assert!(img.data.chunks(3).all(|p| p == colour));
+    }
+
+    /// Issue 15: an odd width (v4l2loopback can negotiate one) indexed past the NV12 chroma row
+    /// and panicked. Every format at every small size converts, or is refused, without a panic.
+    #[test]
+    fn odd_sizes_convert_in_every_format() {
+        let formats = [
+            PixelFormat::Rgb,
+            PixelFormat::Bgr,
+            PixelFormat::Grey,
+            PixelFormat::Yuyv,
+            PixelFormat::Uyvy,
+            PixelFormat::Nv12,
+            PixelFormat::Yuv420,
+        ];
+        let mut img = RgbImage::default();
+        let grey = yuv_to_rgb(128, 128, 128);
+        for format in formats {
+            for w in 1..8 {
+                for h in 1..6 {
+                    let stride = format.packed_stride(w);
+                    let data = vec![128u8; format.frame_len(h, stride)];
+                    let frame = Frame::packed(w, h, format, &data);
+                    img.convert_from(&frame).unwrap();
+                    assert_eq!((img.width, img.height), (w, h));
+                    if !matches!(
+                        format,
+                        PixelFormat::Rgb | PixelFormat::Bgr | PixelFormat::Grey
+                    ) {
+                        // yuvutils-rs rounds mid grey one level above kith's own loop.
+                        let first = &img.data[..3];
+                        assert!(
+                            first.iter().zip(grey).all(|(a, b)| a.abs_diff(b) <= 1),
+                            "{format:?} {w}x{h}: {first:?}"
+                        );
+                        assert!(img.data.chunks(3).all(|p| p == first), "{format:?} {w}x{h}");
+                    }
+                    // The same frame with rows exactly `width` bytes of luma: refused, not a panic.
+                    let tight = Frame { stride: w, ..frame };
+                    let _ = img.convert_from(&tight);
+                }
+            }
+        }
+        let nv12 = [0u8; 5 * 3 + 5 * 2];
+        let err = img
+            .convert_from(&Frame {
+                width: 5,
+                height: 3,
+                format: PixelFormat::Nv12,
+                stride: 5,
+                data: &nv12,
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("stride 5 is shorter"), "{err}");
+        for (w, h, stride) in [(8193, 1, 8193), (4097, 4096, 4097), (4, 4, MAX_STRIDE + 1)] {
+            let frame = Frame {
+                width: w,
+                height: h,
+                format: PixelFormat::Grey,
+                stride,
+                data: &nv12,
+            };
+            let err = frame.validate().unwrap_err().to_string();
+            assert!(err.contains("is beyond 8192 pixels a side"), "{err}");
+        }
     }
 
     #[test]

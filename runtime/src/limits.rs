@@ -22,6 +22,11 @@ pub const LABEL_TEXT_CAPACITY: usize = 32;
 /// corrupt header cannot ask for gigabytes.
 pub const MAX_FRAME_SIDE: usize = 8192;
 
+/// Most pixels of a decoded frame (16.8 MP: a 4096x4096 image, or the 12 MP sensors of the Pi
+/// cameras), so a JPEG or PNG header that is within [`MAX_FRAME_SIDE`] on both sides still cannot
+/// ask for more than 50 MB of RGB (docs/memory.md, the memory budget).
+pub const MAX_FRAME_PIXELS: usize = 4096 * 4096;
+
 /// The frame size RGB buffers are preallocated for (1080p), so the first frames of a common
 /// camera do not allocate.
 pub const PREALLOCATED_FRAME: (usize, usize) = (1920, 1080);

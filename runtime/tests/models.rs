@@ -214,6 +214,40 @@ fn yolov8_decoder_filters_class_threshold_and_overlaps() {
     std::fs::remove_file(&path).unwrap();
 }
 
+/// Issue 15: a model that outputs NaN boxes with a passing score gave persons whose JSON boxes
+/// were `null`. Such boxes are dropped; the finite ones around them stay.
+#[test]
+fn nan_boxes_are_not_persons() {
+    let nan = f32::NAN;
+    #[rustfmt::skip]
+    let rows = [
+        nan, 10.0, 24.0, 5.0, 20.0,    // cx
+        10.0, nan, 20.0, 20.0, 20.0,   // cy
+        8.0, 8.0, nan, 4.0, 4.0,       // w
+        12.0, 12.0, 10.0, 8.0, nan,    // h
+        0.1, 0.1, 0.1, 0.1, 0.1,       // class 0
+        0.9, 0.8, 0.7, 0.6, 0.5,       // class 1 = person
+    ];
+    let path = std::env::temp_dir().join(format!("kith-yolo-nan-{}.onnx", std::process::id()));
+    yolo_graph(&path, &rows);
+    let settings = DetectorSettings {
+        decoder: Decoder::Yolov8 { person_class: 1 },
+        score_threshold: 0.35,
+        nms_iou: 0.45,
+        resize: Some(Resize::Stretch),
+    };
+    let mut det = PersonDetector::load(&path, 1, settings).unwrap();
+    let pixels = vec![128u8; 64 * 32 * 3];
+    det.prepare(&Frame::packed(64, 32, PixelFormat::Rgb, &pixels))
+        .unwrap();
+    let mut persons: HVec<Person, MAX_PERSONS> = HVec::new();
+    det.detect(64, 32, &mut persons).unwrap();
+    assert_eq!(persons.len(), 1, "{persons:?}");
+    assert_eq!(persons[0].score, 0.6);
+    assert_eq!(persons[0].bbox, [6.0, 16.0, 14.0, 24.0]);
+    std::fs::remove_file(&path).unwrap();
+}
+
 #[test]
 fn a_truncated_model_fails_with_a_one_line_error_naming_it() {
     let bytes = std::fs::read(model("person-detector.onnx")).unwrap();

@@ -305,7 +305,7 @@ fn open_input(path: &Path) -> io::Result<(InputKind, File)> {
 
 /// Where the next JPEG image lies in a stream of bytes.
 #[derive(Debug, PartialEq, Eq)]
-enum Scan {
+pub(super) enum Scan {
     /// A whole image, from its SOI to its EOI marker.
     Complete(Range<usize>),
     /// No whole image yet; the first `skip` bytes come before any image and can be dropped.
@@ -316,7 +316,7 @@ enum Scan {
 
 /// Walks the JPEG marker structure (lengths of the header segments, the entropy-coded data after
 /// each SOS up to the next marker) from the first SOI marker to the EOI marker.
-fn find_jpeg(d: &[u8]) -> Scan {
+pub(super) fn find_jpeg(d: &[u8]) -> Scan {
     let Some(soi) = d.windows(2).position(|w| w == [0xFF, 0xD8]) else {
         // A last 0xFF may be the first byte of the next SOI.
         let keep = usize::from(d.last() == Some(&0xFF));

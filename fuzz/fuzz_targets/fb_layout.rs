@@ -1,0 +1,36 @@
+//! Framebuffer geometry from the raw structs FBIOGET_VSCREENINFO fills in: any bit depth and
+//! channel bitfields. A layout whose channels fit in the pixel, or an error.
+#![no_main]
+
+use kith::display::fb_abi::{FbBitfield, FbVarScreeninfo};
+use kith::display::fbdev::PixelLayout;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|input: &[u8]| {
+    let Some(words) = input.first_chunk::<52>() else {
+        return;
+    };
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            words[4 * i],
+            words[4 * i + 1],
+            words[4 * i + 2],
+            words[4 * i + 3],
+        ])
+    };
+    let field = |i: usize| FbBitfield {
+        offset: word(i),
+        length: word(i + 1),
+        msb_right: word(i + 2),
+    };
+    // SAFETY: FbVarScreeninfo is plain u32 fields, for which all zero bytes are valid.
+    let mut var: FbVarScreeninfo = unsafe { std::mem::zeroed() };
+    var.bits_per_pixel = word(0);
+    var.red = field(1);
+    var.green = field(4);
+    var.blue = field(7);
+    var.transp = field(10);
+    if let Ok(layout) = PixelLayout::from_var(&var) {
+        let _ = layout.to_string();
+    }
+});
