@@ -10,6 +10,7 @@ pub mod logging;
 pub mod output;
 pub mod service;
 pub mod session;
+pub mod status;
 
 /// An output file could not be written.
 #[derive(Debug, thiserror::Error)]
