@@ -186,16 +186,17 @@ impl Notifier {
     /// A notifier for the socket and watchdog timeout systemd passed in the environment.
     pub fn from_env() -> Self {
         let socket = std::env::var_os("NOTIFY_SOCKET").map(|s| s.to_string_lossy().into_owned());
-        let watchdog = socket
-            .clone()
-            .zip(sd_notify::watchdog_enabled())
-            .map(|(socket, timeout)| {
-                Watchdog(Arc::new(WatchdogState {
-                    socket,
-                    every: timeout / 4,
-                    last_ping: Mutex::new(None),
-                }))
-            });
+        let watchdog =
+            socket
+                .clone()
+                .zip(sd_notify::watchdog_enabled())
+                .map(|(socket, timeout)| {
+                    Watchdog(Arc::new(WatchdogState {
+                        socket,
+                        every: timeout / 4,
+                        last_ping: Mutex::new(None),
+                    }))
+                });
         Notifier { socket, watchdog }
     }
 
@@ -279,7 +280,10 @@ mod tests {
 
     #[test]
     fn a_status_stays_one_line() {
-        assert_eq!(one_line("board \"a\nWATCHDOG=1\""), "board \"a WATCHDOG=1\"");
+        assert_eq!(
+            one_line("board \"a\nWATCHDOG=1\""),
+            "board \"a WATCHDOG=1\""
+        );
     }
 
     #[test]

@@ -369,7 +369,11 @@ impl Session {
     /// Swaps in models loaded for a reload once their thread is done: the running pipeline's last
     /// frame is finished first (returns `true` then; the swap comes on the next call).
     fn swap_loaded_models(&mut self) -> Result<bool, SessionError> {
-        if !self.loading.as_ref().is_some_and(|l| l.thread.is_finished()) {
+        if !self
+            .loading
+            .as_ref()
+            .is_some_and(|l| l.thread.is_finished())
+        {
             return Ok(false);
         }
         if self.pipeline.flush()? {

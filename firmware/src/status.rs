@@ -290,12 +290,7 @@ impl Tracker {
     }
 
     /// The status now, for `board` (its name and file), `models` and `mqtt_dropped`.
-    pub fn status(
-        &self,
-        board: (&str, &Path),
-        models: Models,
-        mqtt_dropped: u64,
-    ) -> Status {
+    pub fn status(&self, board: (&str, &Path), models: Models, mqtt_dropped: u64) -> Status {
         Status {
             pid: std::process::id(),
             board: board.0.to_owned(),

@@ -32,7 +32,11 @@ fn lines(stream: impl std::io::Read + Send + 'static) -> Receiver<String> {
 }
 
 /// Waits up to 60 s for a line for which `found` holds; returns it (every line read goes to `seen`).
-fn wait_line(rx: &Receiver<String>, seen: &mut Vec<String>, found: impl Fn(&str) -> bool) -> String {
+fn wait_line(
+    rx: &Receiver<String>,
+    seen: &mut Vec<String>,
+    found: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -192,7 +196,11 @@ fn sighup_changes_the_threshold_keeps_the_camera_and_rejects_a_bad_config() {
     let before = persons(&first).unwrap();
     assert!(before > 0, "the demo frame has people: {first}");
     let camera_fds = fds_on(pid, &pipe);
-    assert_eq!(camera_fds.len(), 1, "kith reads the pipe once: {camera_fds:?}");
+    assert_eq!(
+        camera_fds.len(),
+        1,
+        "kith reads the pipe once: {camera_fds:?}"
+    );
 
     // `kith status` against the running kith: text, JSON, and by board.
     let text = kith_status(&dir, &[]);
@@ -202,7 +210,10 @@ fn sighup_changes_the_threshold_keeps_the_camera_and_rejects_a_bad_config() {
         shown.starts_with(&format!("kith (pid {pid}) running board \"demo\"")),
         "{shown}"
     );
-    assert!(shown.contains("  camera    running, lost 0 time(s)"), "{shown}");
+    assert!(
+        shown.contains("  camera    running, lost 0 time(s)"),
+        "{shown}"
+    );
     // Written once a second: wait for a status that counts frames.
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
@@ -215,7 +226,12 @@ fn sighup_changes_the_threshold_keeps_the_camera_and_rejects_a_bad_config() {
         std::thread::sleep(Duration::from_millis(200));
     };
     println!("kith status --json: {status:#}");
-    let mut keys: Vec<&str> = status.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = status
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort();
     assert_eq!(
         keys,
@@ -253,7 +269,10 @@ fn sighup_changes_the_threshold_keeps_the_camera_and_rejects_a_bad_config() {
         assert!(!kernels.is_empty(), "{model}: {status}");
     }
     // kith's own peak RSS: the models alone are tens of MB.
-    assert!(status["peak_rss_kib"].as_u64().unwrap() > 10_000, "{status}");
+    assert!(
+        status["peak_rss_kib"].as_u64().unwrap() > 10_000,
+        "{status}"
+    );
     assert_eq!(status["reloads"], 0);
 
     // A higher threshold from the next frame on: the same people now score below it.
@@ -294,7 +313,11 @@ fn sighup_changes_the_threshold_keeps_the_camera_and_rejects_a_bad_config() {
     wait_line(&stdout, &mut out, |l| persons(l) == Some(before));
 
     // Same process, the same one descriptor on the pipe, the writer never cut off.
-    assert_eq!(fds_on(pid, &pipe), camera_fds, "the camera was not reopened");
+    assert_eq!(
+        fds_on(pid, &pipe),
+        camera_fds,
+        "the camera was not reopened"
+    );
     let json = kith_status(&dir, &["--json"]);
     let status: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(status["pid"], pid);
@@ -313,7 +336,9 @@ fn sighup_changes_the_threshold_keeps_the_camera_and_rejects_a_bad_config() {
     );
     // The writer ends with a broken pipe only once kith has exited.
     assert!(
-        writer.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe),
+        writer
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe),
         "{writer:?}"
     );
 
@@ -326,7 +351,9 @@ fn sighup_changes_the_threshold_keeps_the_camera_and_rejects_a_bad_config() {
         .collect();
     println!("STATUS= lines: {summaries:#?}");
     assert!(
-        summaries.iter().any(|m| m.contains(" frames/s, camera running (0 losses), 0 MQTT dropped, peak RSS ")),
+        summaries
+            .iter()
+            .any(|m| m.contains(" frames/s, camera running (0 losses), 0 MQTT dropped, peak RSS ")),
         "{messages:#?}"
     );
     let gone = kith_status(&dir, &[]);
@@ -421,7 +448,10 @@ fn sigterm_stops_kith_within_a_second_while_it_loads_its_models() {
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !catches_sigterm(pid) {
-        assert!(Instant::now() < deadline, "kith installed no SIGTERM handler");
+        assert!(
+            Instant::now() < deadline,
+            "kith installed no SIGTERM handler"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     let (took, ok) = terminate(&mut child);
