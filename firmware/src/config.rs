@@ -252,7 +252,7 @@ pub struct DetectorSpec {
 }
 
 /// The GRITv2-S relation model.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelationConfig {
     pub model: PathBuf,

@@ -12,6 +12,7 @@ pub mod logging;
 pub mod output;
 pub mod service;
 pub mod session;
+pub mod status;
 pub mod tracking;
 
 /// An output file could not be written.

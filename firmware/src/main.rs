@@ -11,8 +11,9 @@ use kith::camera::spec::CameraSpec;
 use kith::camera::Negotiated;
 use kith::config::{BoardConfig, Devices};
 use kith::logging::{self, Verbosity};
-use kith::service::{Notifier, StopFlag};
+use kith::service::{Notifier, ReloadRequest, StartupExit, StopFlag};
 use kith::session::{Session, SessionError, SessionOptions, Step};
+use kith::status::{self, StatusFile, Tracker};
 use kith_runtime::alloc_count::{self, CountingAllocator};
 use kith_runtime::Pipeline;
 
@@ -24,6 +25,13 @@ const DEMO_BOARD: &str = "board-configs/demo.toml";
 
 /// Exit status for a bad board config or model file, as `kith check` documents.
 const EXIT_BAD_CONFIG: u8 = 2;
+
+/// Exit status of `kith status` when no kith is running or its status is stale (as `systemctl
+/// status` for a stopped unit).
+const EXIT_NOT_RUNNING: u8 = 3;
+
+/// How often the status summary goes to systemd (`STATUS=`, shown by `systemctl status kith`).
+const NOTIFY_STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +67,16 @@ enum Command {
         /// warning (`kith run` waits for it).
         #[arg(long)]
         strict: bool,
+    },
+    /// Show how the running kith is doing (uptime, frames, camera, models, memory); exit 3 when
+    /// none runs.
+    Status {
+        /// The board config of the kith to ask (needed only when several run).
+        #[arg(long)]
+        board: Option<PathBuf>,
+        /// Print the status as JSON (the fields README.md documents).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -106,6 +124,7 @@ fn main() -> ExitCode {
         snapshots: None,
     }));
     let result = match command {
+        Command::Status { board, json } => return status(board.as_deref(), json),
         Command::Run(args) => run(&args),
         Command::Check {
             board,
@@ -174,11 +193,104 @@ fn check(board: &Path, skip_devices: bool, strict: bool) -> Result<()> {
     Ok(())
 }
 
+/// `kith status`: the running kith's status file as text or JSON.
+fn status(board: Option<&Path>, json: bool) -> ExitCode {
+    let status = match status::read(board) {
+        Ok(status) => status,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(EXIT_NOT_RUNNING);
+        }
+    };
+    let age = status.age(status::now_unix_ms());
+    if !status::is_alive(status.pid) {
+        log::error!(
+            "no kith is running: pid {} is gone (its status file is {:.0} s old)",
+            status.pid,
+            age.as_secs_f64()
+        );
+        return ExitCode::from(EXIT_NOT_RUNNING);
+    }
+    if age > status::STALE_AFTER {
+        log::error!(
+            "kith (pid {}) has not updated its status for {:.0} s: stalled or stopping",
+            status.pid,
+            age.as_secs_f64()
+        );
+        return ExitCode::from(EXIT_NOT_RUNNING);
+    }
+    if json {
+        match serde_json::to_string_pretty(&status) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                log::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", status.text());
+    }
+    ExitCode::SUCCESS
+}
+
+/// The models of the running pipeline, for the status.
+fn status_models(pipeline: &Pipeline) -> status::Models {
+    status::Models {
+        detector: status::Model {
+            file: pipeline.detector().model().file_name(),
+            kernels: pipeline.detector().model().matmul_kernels(),
+        },
+        relation: status::Model {
+            file: pipeline.relation().file_name(),
+            kernels: pipeline.relation().matmul_kernels().to_vec(),
+        },
+    }
+}
+
+/// The status file of this run, or `None` (with a warning) where there is no runtime directory.
+fn status_file(board: &Path) -> Option<StatusFile> {
+    match status::write_dir().and_then(|dir| StatusFile::create(&dir, board)) {
+        Ok(file) => Some(file),
+        Err(e) => {
+            log::warn!("no status for `kith status`: {e}");
+            None
+        }
+    }
+}
+
+/// SIGHUP: re-reads the board config and applies it; an invalid one is reported in one line and
+/// the running one kept. Returns the outcome for the status.
+fn reload(board: &Path, session: &mut Session) -> String {
+    let outcome = match BoardConfig::load(board) {
+        Err(e) => Err(e.to_string()),
+        Ok(config) => session.reload(config).map_err(|e| e.to_string()),
+    };
+    match outcome {
+        Ok(reloaded) => {
+            log::info!("reload: {}: {reloaded}", board.display());
+            reloaded.to_string()
+        }
+        Err(e) => {
+            let line = format!("rejected, running config kept: {}", e.replace('\n', " "));
+            log::error!("reload: {line}");
+            line
+        }
+    }
+}
+
 /// `kith run`: plays the source through the pipeline into the display and outputs.
 fn run(args: &RunArgs) -> Result<()> {
+    // Until the loop runs, SIGINT/SIGTERM end kith at once; SIGHUP waits for the loop.
+    let startup = StartupExit::arm().context("cannot install the SIGINT/SIGTERM handlers")?;
+    let reload_request = ReloadRequest::on_sighup().context("cannot install the SIGHUP handler")?;
     // A camera or display that is not there yet is waited for, like one that is lost.
     let config =
         BoardConfig::load_with(&args.board, Devices::Skipped).map_err(SessionError::from)?;
+    let mut notifier = Notifier::from_env();
+    let mut stop = StopFlag::on_signals().context("cannot install the SIGINT/SIGTERM handlers")?;
+    if let Some(watchdog) = notifier.watchdog() {
+        stop = stop.with_watchdog(watchdog);
+    }
     let options = SessionOptions {
         source: args.source.clone(),
         out: Some(args.out.clone()),
@@ -187,10 +299,10 @@ fn run(args: &RunArgs) -> Result<()> {
         pipelined: None,
         display: None,
         snapshots: args.snapshots.map(|n| n as usize),
-        stop: StopFlag::on_signals().context("cannot install the SIGINT/SIGTERM handlers")?,
+        stop,
     };
-    let mut notifier = Notifier::from_env();
     let mut session = Session::open(&config, &options)?;
+    startup.disarm();
     print_banner(&config, session.pipeline());
     println!("  display   {}", session.display().describe());
     if args.source.is_none() {
@@ -202,9 +314,54 @@ fn run(args: &RunArgs) -> Result<()> {
     let (mut done, mut skipped, mut outages) = (0u64, 0u64, 0u64);
     // When the camera was lost, and the failed attempts to reopen it since.
     let mut lost: Option<(std::time::Instant, u64)> = None;
+    let status_file = status_file(&args.board);
+    let mut tracker = Tracker::new();
+    let mut notified = std::time::Instant::now();
+    // A frame longer than half WatchdogSec is warned about once: a slower one gets kith killed.
+    let mut slow_frame_warned = false;
     while done < limit && !options.stop.is_set() {
+        if reload_request.take() {
+            tracker.reloaded(reload(&args.board, &mut session));
+        }
+        let step_started = std::time::Instant::now();
         let step = session.step()?;
         notifier.alive()?;
+        if let Some(watchdog) = notifier.watchdog().filter(|_| !slow_frame_warned) {
+            let took = step_started.elapsed();
+            if took > watchdog.timeout() / 2 {
+                log::warn!(
+                    "a frame took {:.1} s, more than half of WatchdogSec ({:.1} s): raise WatchdogSec in the unit or systemd may restart kith",
+                    took.as_secs_f64(),
+                    watchdog.timeout().as_secs_f64()
+                );
+                slow_frame_warned = true;
+            }
+        }
+        match &step {
+            Step::Frame => tracker.frame(),
+            Step::Pending => tracker.camera_back(),
+            Step::CameraLost(e) => tracker.camera_lost(&e.to_string()),
+            Step::Skipped(_) | Step::End => {}
+        }
+        if tracker.due() {
+            let config = session.config();
+            // MQTT messages dropped: 0 until the MQTT publisher (issue 18) is wired in here.
+            let mqtt_dropped = 0;
+            let now = tracker.status(
+                (&config.name, &args.board),
+                status_models(session.pipeline()),
+                mqtt_dropped,
+            );
+            if let Some(file) = &status_file {
+                if let Err(e) = file.write(&now) {
+                    log::debug!("status not written: {e}");
+                }
+            }
+            if notified.elapsed() >= NOTIFY_STATUS_EVERY {
+                notifier.status(&now.summary())?;
+                notified = std::time::Instant::now();
+            }
+        }
         if matches!(step, Step::Frame | Step::Pending) {
             if let Some((since, retries)) = lost.take() {
                 log::info!(
@@ -246,6 +403,11 @@ fn run(args: &RunArgs) -> Result<()> {
         }
     }
     let wall = started.elapsed().as_secs_f64();
+    if let Some(file) = &status_file {
+        if let Err(e) = file.remove() {
+            log::warn!("{e}");
+        }
+    }
     notifier.stopping()?;
     println!();
     print!(

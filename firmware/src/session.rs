@@ -1,12 +1,15 @@
 //! A session: frames from the board's camera (or a replacement source) through the pipeline into
-//! the display and the outputs, one frame per [`Session::step`].
+//! the display and the outputs, one frame per [`Session::step`]. [`Session::reload`] applies a
+//! re-read board config between frames (SIGHUP): each part is rebuilt only when its section
+//! changed, and new models load on a thread of their own while the old ones keep running.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime};
 
 use kith_runtime::image::RgbImage;
 use kith_runtime::profile::micros_since;
-use kith_runtime::{Pipeline, Scene};
+use kith_runtime::{DetectorSettings, Pipeline, Scene};
 
 use crate::camera::pipe::PipeSource;
 use crate::camera::replay::ReplaySource;
@@ -14,10 +17,11 @@ use crate::camera::spec::CameraSpec;
 #[cfg(feature = "v4l2")]
 use crate::camera::v4l2::V4l2Source;
 use crate::camera::{FrameSource, Lost, Negotiated, SourceError};
-use crate::config::{BoardConfig, ConfigError};
+use crate::config::{BoardConfig, ConfigError, DetectorSpec};
 use crate::display::png::PngSnapshots;
 use crate::display::spec::DisplaySpec;
 use crate::display::{Display, DisplayError};
+use crate::files::Fsync;
 use crate::output::JsonLines;
 use crate::service::StopFlag;
 use crate::OutputError;
@@ -100,6 +104,133 @@ pub enum Step {
     End,
 }
 
+/// What a reload changed, in the words of the log line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The parts applied at once ("camera", "display", "detector thresholds").
+    pub applied: Vec<&'static str>,
+    /// New models are loading on the side; they replace the running ones when they load and pass
+    /// their contract check.
+    pub loading_models: bool,
+}
+
+impl std::fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<&str> = self.applied.clone();
+        if self.loading_models {
+            parts.push("models (loading on the side)");
+        }
+        match parts.is_empty() {
+            true => write!(f, "nothing changed"),
+            false => write!(f, "applied: {}", parts.join(", ")),
+        }
+    }
+}
+
+/// A model file as last seen: a file replaced in place under the same name counts as a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    path: PathBuf,
+    len: Option<u64>,
+    modified: Option<SystemTime>,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Self {
+        let meta = std::fs::metadata(path).ok();
+        FileStamp {
+            path: path.to_owned(),
+            len: meta.as_ref().map(|m| m.len()),
+            modified: meta.and_then(|m| m.modified().ok()),
+        }
+    }
+}
+
+/// Everything that makes the models: a change in any of it loads new ones.
+#[derive(Debug, Clone, PartialEq)]
+struct ModelsKey {
+    files: Vec<FileStamp>,
+    settings: kith_runtime::PipelineSettings,
+}
+
+impl ModelsKey {
+    /// The key of `config` with the session's overrides, thresholds left out (they change on the
+    /// running detector).
+    fn of(config: &BoardConfig, options: &SessionOptions) -> Self {
+        let mut settings = pipeline_settings(config, options);
+        settings.detector.score_threshold = 0.0;
+        settings.detector.nms_iou = 0.0;
+        let relation = &config.relation;
+        let files = [Some(&config.detector.model), Some(&relation.model)]
+            .into_iter()
+            .chain([relation.fallback_model.as_ref()])
+            .flatten()
+            .map(|p| FileStamp::of(p))
+            .collect();
+        ModelsKey { files, settings }
+    }
+}
+
+/// Models loading on their own thread for a reload.
+struct Loading {
+    key: ModelsKey,
+    thread: JoinHandle<Result<Pipeline, kith_runtime::Error>>,
+}
+
+/// The pipeline settings of `config` with the session's overrides.
+fn pipeline_settings(
+    config: &BoardConfig,
+    options: &SessionOptions,
+) -> kith_runtime::PipelineSettings {
+    let mut settings = config.pipeline_settings();
+    if let Some(threads) = options.threads {
+        settings.threads = threads;
+    }
+    if let Some(pipelined) = options.pipelined {
+        settings.pipelined = pipelined;
+    }
+    settings
+}
+
+/// Loads the models `config` names (with the fallback rule).
+fn load_pipeline(
+    config: &BoardConfig,
+    options: &SessionOptions,
+) -> Result<Pipeline, kith_runtime::Error> {
+    Pipeline::load_with_fallback(
+        &config.detector.model,
+        &config.relation.model,
+        config.relation.fallback_model.as_deref(),
+        pipeline_settings(config, options),
+    )
+}
+
+/// The display a session draws on and its `--snapshots`, opened from `spec` (or the options'
+/// replacement).
+fn open_display(
+    spec: &DisplaySpec,
+    fsync: Fsync,
+    options: &SessionOptions,
+) -> Result<(Display, Option<PngSnapshots>), SessionError> {
+    let frames = options.out.as_deref().map(|dir| dir.join("frames"));
+    let mut spec = options.display.clone().unwrap_or_else(|| spec.clone());
+    if let (DisplaySpec::Png { every }, Some(n)) = (&mut spec, options.snapshots) {
+        *every = n;
+    }
+    let display = Display::open(&spec, frames.as_deref(), fsync)?;
+    log::debug!("display opened: {}", display.describe());
+    let snapshots = match (options.snapshots, &frames) {
+        (Some(every), Some(dir)) if display.png().is_none() => Some(PngSnapshots::create(
+            dir,
+            every,
+            display.resolution(),
+            fsync,
+        )?),
+        _ => None,
+    };
+    Ok((display, snapshots))
+}
+
 /// Opens the board's camera, or the replay that `--source` asks for instead.
 fn open_source(
     config: &BoardConfig,
@@ -130,25 +261,19 @@ pub struct Session {
     weights: String,
     /// File name of the relation model, for the JSON output.
     relation_model: String,
+    /// The board config running now (models: the ones that run, not those still loading).
+    config: BoardConfig,
+    options: SessionOptions,
+    models: ModelsKey,
+    loading: Option<Loading>,
 }
 
 impl Session {
     /// Opens the source, loads the models, opens the display and creates the outputs for `config`.
     pub fn open(config: &BoardConfig, options: &SessionOptions) -> Result<Self, SessionError> {
         let source = open_source(config, options)?;
-        let mut settings = config.pipeline_settings();
-        if let Some(threads) = options.threads {
-            settings.threads = threads;
-        }
-        if let Some(pipelined) = options.pipelined {
-            settings.pipelined = pipelined;
-        }
-        let pipeline = Pipeline::load_with_fallback(
-            &config.detector.model,
-            &config.relation.model,
-            config.relation.fallback_model.as_deref(),
-            settings,
-        )?;
+        let mut pipeline = load_pipeline(config, options)?;
+        pipeline.set_interrupt(options.stop.shared());
         let out = options.out.as_deref();
         if let Some(dir) = out {
             std::fs::create_dir_all(dir)
@@ -157,26 +282,7 @@ impl Session {
         let results = out
             .map(|dir| JsonLines::open(&dir.join("results.jsonl"), config.output))
             .transpose()?;
-        let frames = out.map(|dir| dir.join("frames"));
-        let mut spec = options
-            .display
-            .clone()
-            .unwrap_or_else(|| config.display.clone());
-        if let (DisplaySpec::Png { every }, Some(n)) = (&mut spec, options.snapshots) {
-            *every = n;
-        }
-        let fsync = config.output.fsync;
-        let display = Display::open(&spec, frames.as_deref(), fsync)?;
-        log::debug!("display opened: {}", display.describe());
-        let snapshots = match (options.snapshots, &frames) {
-            (Some(every), Some(dir)) if display.png().is_none() => Some(PngSnapshots::create(
-                dir,
-                every,
-                display.resolution(),
-                fsync,
-            )?),
-            _ => None,
-        };
+        let (display, snapshots) = open_display(&config.display, config.output.fsync, options)?;
         let weights = pipeline.relation().weights().to_owned();
         let relation_model = pipeline.relation().file_name();
         Ok(Session {
@@ -187,7 +293,124 @@ impl Session {
             results,
             weights,
             relation_model,
+            config: config.clone(),
+            options: options.clone(),
+            models: ModelsKey::of(config, options),
+            loading: None,
         })
+    }
+
+    /// The board config running now.
+    pub fn config(&self) -> &BoardConfig {
+        &self.config
+    }
+
+    /// Applies a re-read board config from the next frame: thresholds at once, a camera or display
+    /// whose section changed reopened (the camera stays open otherwise), new model files or model
+    /// settings loaded on a thread of their own and swapped in by a later [`Session::step`] once
+    /// they load and pass their contract check. On an error nothing is applied and the running
+    /// config stays.
+    pub fn reload(&mut self, config: BoardConfig) -> Result<Reloaded, SessionError> {
+        let mut reloaded = Reloaded::default();
+        let camera = self.options.source.is_none() && config.camera != self.config.camera;
+        // Opened before anything changes, so an error leaves the running session as it is.
+        let source = camera
+            .then(|| open_source(&config, &self.options))
+            .transpose()?;
+        let display = (self.options.display.is_none() && config.display != self.config.display)
+            .then(|| open_display(&config.display, config.output.fsync, &self.options))
+            .transpose()?;
+        let (new, old) = (config.detector.settings, self.config.detector.settings);
+        let thresholds = (new.score_threshold, new.nms_iou) != (old.score_threshold, old.nms_iou);
+        if thresholds {
+            self.pipeline
+                .detector_mut()
+                .set_thresholds(new.score_threshold, new.nms_iou)?;
+            reloaded.applied.push("detector thresholds");
+        }
+        if let Some(source) = source {
+            self.source = source;
+            reloaded.applied.push("camera");
+        }
+        if let Some((display, snapshots)) = display {
+            self.display = display;
+            self.snapshots = snapshots;
+            reloaded.applied.push("display");
+        }
+        let key = ModelsKey::of(&config, &self.options);
+        if key == self.models {
+            self.loading = None;
+        } else if self.loading.as_ref().is_none_or(|l| l.key != key) {
+            let (load, options) = (config.clone(), self.options.clone());
+            let thread = std::thread::Builder::new()
+                .name("kith-reload".into())
+                .spawn(move || load_pipeline(&load, &options))
+                .map_err(|e| kith_runtime::Error::Setting {
+                    field: "relation.model",
+                    detail: format!("cannot start the model loading thread: {e}"),
+                })?;
+            self.loading = Some(Loading { key, thread });
+        }
+        reloaded.loading_models = self.loading.is_some();
+        // The models' sections stay those of the running models until new ones are swapped in.
+        let (detector, relation) = (self.config.detector.clone(), self.config.relation.clone());
+        let (threads, pipelined) = (self.config.threads, self.config.pipelined);
+        self.config = BoardConfig {
+            detector: DetectorSpec {
+                settings: DetectorSettings {
+                    score_threshold: new.score_threshold,
+                    nms_iou: new.nms_iou,
+                    ..detector.settings
+                },
+                ..detector
+            },
+            relation,
+            threads,
+            pipelined,
+            ..config
+        };
+        Ok(reloaded)
+    }
+
+    /// Swaps in models loaded for a reload once their thread is done: the running pipeline's last
+    /// frame is finished first (returns `true` then; the swap comes on the next call).
+    fn swap_loaded_models(&mut self) -> Result<bool, SessionError> {
+        if !self
+            .loading
+            .as_ref()
+            .is_some_and(|l| l.thread.is_finished())
+        {
+            return Ok(false);
+        }
+        if self.pipeline.flush()? {
+            self.complete()?;
+            return Ok(true);
+        }
+        let Some(loading) = self.loading.take() else {
+            return Ok(false);
+        };
+        let loaded = loading.thread.join();
+        match loaded {
+            Ok(Ok(mut pipeline)) => {
+                let settings = self.config.detector.settings;
+                pipeline
+                    .detector_mut()
+                    .set_thresholds(settings.score_threshold, settings.nms_iou)?;
+                pipeline.continue_from(&self.pipeline);
+                self.pipeline = pipeline;
+                self.weights = self.pipeline.relation().weights().to_owned();
+                self.relation_model = self.pipeline.relation().file_name();
+                self.models = loading.key;
+                log::info!(
+                    "reload: now running {} and {}",
+                    self.pipeline.detector().model().file_name(),
+                    self.relation_model
+                );
+            }
+            Ok(Err(e)) => log::error!("reload: {e}; keeping the running models"),
+            Err(_) => log::error!("reload: loading the models panicked; keeping the running ones"),
+        }
+        Ok(false)
     }
 
     /// The size and format the camera delivers, for cameras that negotiate one.
@@ -246,6 +469,9 @@ impl Session {
     /// Runs one frame: capture, pipeline, drawing, outputs. When pipelined, the frame finished (drawn
     /// and written) is the one before the frame captured, and the last one is finished at the end.
     pub fn step(&mut self) -> Result<Step, SessionError> {
+        if self.swap_loaded_models()? {
+            return Ok(Step::Frame);
+        }
         let start = Instant::now();
         let captured = match self.source.next_frame() {
             Ok(Some(c)) => c,

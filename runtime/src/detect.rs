@@ -175,6 +175,21 @@ impl PersonDetector {
         })
     }
 
+    /// Replaces the score threshold and the NMS IoU from the next frame on (a reloaded board
+    /// config); the decoder and the resize mode stay those the model was loaded with.
+    pub fn set_thresholds(&mut self, score_threshold: f32, nms_iou: f32) -> Result<()> {
+        check_unit_range("detector.score_threshold", score_threshold)?;
+        check_unit_range("detector.nms_iou", nms_iou)?;
+        self.settings.score_threshold = score_threshold;
+        self.settings.nms_iou = nms_iou;
+        Ok(())
+    }
+
+    /// The settings the detector runs with.
+    pub fn settings(&self) -> &DetectorSettings {
+        &self.settings
+    }
+
     /// The model this detector runs.
     pub fn model(&self) -> &ModelFile {
         &self.model

@@ -3,7 +3,9 @@
 //! the relation model on a worker thread relates frame t while the caller detects frame t+1.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -129,6 +131,8 @@ pub struct Pipeline {
     /// When the last smoothed frame came.
     last_smoothed: Option<Instant>,
     overlay: OverlaySettings,
+    /// A stop request looked at between the two models ([`Pipeline::set_interrupt`]).
+    interrupt: Option<Arc<AtomicBool>>,
 }
 
 /// Relates the persons of a job (the "relate" stage, plus the relation model's share of
@@ -249,12 +253,32 @@ impl Pipeline {
             smoother: Smoother::new(settings.smoothing, settings.tracker.max_missed),
             last_smoothed: None,
             overlay: settings.overlay,
+            interrupt: None,
         })
     }
 
     /// The person detector.
     pub fn detector(&self) -> &PersonDetector {
         &self.detector
+    }
+
+    /// The person detector, mutable (to change its thresholds between frames).
+    pub fn detector_mut(&mut self) -> &mut PersonDetector {
+        &mut self.detector
+    }
+
+    /// A flag that, once set, makes [`Pipeline::step`] return after the detector without running
+    /// the relation model, so a stop request waits for one model run, not a whole frame.
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
+    /// Takes over from `previous` (a pipeline replaced by one with other models): frame numbers
+    /// go on from its last one, its latency profile is kept, and so is its stop flag.
+    pub fn continue_from(&mut self, previous: &Pipeline) {
+        self.next_frame = previous.next_frame;
+        self.profile = previous.profile.clone();
+        self.interrupt = previous.interrupt.clone();
     }
 
     /// The relation model's file and weights.
@@ -307,7 +331,7 @@ impl Pipeline {
     /// output; `decode_us` is the time the caller spent capturing and decoding it. Returns whether a
     /// frame is finished ([`Pipeline::scene`]; draw it with [`Pipeline::render`], then call
     /// [`Pipeline::finish`]): always this frame, or when pipelined, the frame before it (none for the
-    /// first frame).
+    /// first frame, and none when the interrupt flag was set during detection).
     pub fn step(&mut self, frame: &Frame, source: &str, decode_us: u64) -> Result<bool> {
         self.frame_allocs = AllocCounts::now();
         let mut job = match self.spare.take().or_else(|| self.finished.take()) {
@@ -321,6 +345,14 @@ impl Pipeline {
         if let Err(e) = self.detect_job(frame, source, decode_us, &mut job) {
             self.spare = Some(job);
             return Err(e);
+        }
+        if self
+            .interrupt
+            .as_ref()
+            .is_some_and(|stop| stop.load(Ordering::SeqCst))
+        {
+            self.spare = Some(job);
+            return Ok(false);
         }
         match &mut self.relate {
             Relate::Here(relation) => {

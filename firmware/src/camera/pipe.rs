@@ -2,10 +2,11 @@
 //! (MJPEG), on standard input, a named pipe or a file. `rpicam-vid --codec yuv420 -o - | kith run`
 //! drives a Raspberry Pi camera module this way.
 //!
-//! Every read waits with `poll` in short slices, so a stop request is honoured even when no writer
-//! ever comes. A named pipe whose writer goes away is reported lost, closed and reopened with
-//! back-off; standard input and files end the stream at their end. A named pipe that is not there
-//! yet when kith starts is lost the same way until its writer creates it. The frame buffer is allocated
+//! Every read waits with `poll` in short slices, so a stop request is honoured and systemd's
+//! watchdog fed even when no writer ever comes. A named pipe whose writer goes away is reported
+//! lost, closed and reopened with back-off; standard input and files end the stream at their end.
+//! A named pipe that is not there yet when kith starts is lost the same way until its writer
+//! creates it. The frame buffer is allocated
 //! when the source opens and reused for every frame.
 
 use std::fs::{File, OpenOptions};

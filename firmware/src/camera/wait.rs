@@ -1,5 +1,6 @@
-//! Waiting for a camera's file descriptor without ever blocking a stop request: `poll` in slices of
-//! at most [`STOP_POLL`], looking at the [`StopFlag`] between them.
+//! Waiting for a camera's file descriptor without ever blocking a stop request or starving
+//! systemd's watchdog: `poll` in slices of at most [`STOP_POLL`], looking at the [`StopFlag`] (which
+//! feeds the watchdog) between them, so a pipe with no writer or a long `timeout_ms` is safe.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -31,7 +32,7 @@ pub fn wait_readable(
 ) -> io::Result<Wait> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        if stop.is_set() {
+        if stop.waiting() {
             return Ok(Wait::Stopped);
         }
         let slice = match deadline {
