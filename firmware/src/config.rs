@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::camera::spec::{CameraConfig, CameraSpec};
 use crate::display::spec::{DisplayConfig, DisplaySpec};
+use crate::mqtt::spec::{MqttConfig, MqttSpec};
 
 /// A board config error: one line naming the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +125,7 @@ struct BoardFile {
     display: DisplayConfig,
     detector: DetectorConfig,
     relation: RelationConfig,
+    mqtt: Option<MqttConfig>,
 }
 
 fn one() -> usize {
@@ -146,6 +148,8 @@ pub struct BoardConfig {
     pub display: DisplaySpec,
     pub detector: DetectorSpec,
     pub relation: RelationConfig,
+    /// The MQTT broker frames are published to, when the config has an `[mqtt]` section.
+    pub mqtt: Option<MqttSpec>,
     /// The file this was read from.
     pub file: PathBuf,
 }
@@ -259,6 +263,7 @@ impl BoardConfig {
             model: resolve(base, raw.relation.model),
             fallback_model: raw.relation.fallback_model.map(|p| resolve(base, p)),
         };
+        let mqtt = raw.mqtt.map(|m| m.into_spec(base, &raw.name)).transpose()?;
         let fallback = relation.fallback_model.as_ref();
         for (field, p) in [
             ("detector.model", &detector.model),
@@ -283,6 +288,7 @@ impl BoardConfig {
             display,
             detector,
             relation,
+            mqtt,
             file: PathBuf::new(),
         })
     }

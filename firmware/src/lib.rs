@@ -7,6 +7,7 @@ pub mod camera;
 pub mod config;
 pub mod display;
 pub mod logging;
+pub mod mqtt;
 pub mod output;
 pub mod service;
 pub mod session;

@@ -18,6 +18,7 @@ use crate::config::{BoardConfig, ConfigError};
 use crate::display::png::PngSnapshots;
 use crate::display::spec::DisplaySpec;
 use crate::display::{Display, DisplayError};
+use crate::mqtt::{MqttError, Publisher};
 use crate::output::JsonLines;
 use crate::service::StopFlag;
 use crate::OutputError;
@@ -38,6 +39,8 @@ pub enum SessionError {
     Output(#[from] OutputError),
     #[error(transparent)]
     Display(#[from] DisplayError),
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
 }
 
 impl SessionError {
@@ -49,6 +52,7 @@ impl SessionError {
             SessionError::Pipeline(E::RelationChoice(choice)) => {
                 matches!(**choice, ChoiceError::Fallback(_))
             }
+            SessionError::Mqtt(e) => e.is_config(),
             _ => matches!(
                 self,
                 SessionError::Config(_)
@@ -126,6 +130,8 @@ pub struct Session {
     /// `--snapshots`: PNGs of what a board display shows.
     snapshots: Option<PngSnapshots>,
     results: Option<JsonLines>,
+    /// `[mqtt]`: each frame published to the broker.
+    mqtt: Option<Publisher>,
     weights: String,
     /// File name of the relation model, for the JSON output.
     relation_model: String,
@@ -172,6 +178,7 @@ impl Session {
             }
             _ => None,
         };
+        let mqtt = config.mqtt.as_ref().map(Publisher::start).transpose()?;
         let weights = pipeline.relation().weights().to_owned();
         let relation_model = pipeline.relation().file_name();
         Ok(Session {
@@ -180,6 +187,7 @@ impl Session {
             display,
             snapshots,
             results,
+            mqtt,
             weights,
             relation_model,
         })
@@ -225,6 +233,11 @@ impl Session {
             .png()
             .or(self.snapshots.as_ref())
             .map(PngSnapshots::dir)
+    }
+
+    /// The MQTT publisher (its [`Publisher::dropped`] count), when the board has `[mqtt]`.
+    pub fn mqtt(&self) -> Option<&Publisher> {
+        self.mqtt.as_ref()
     }
 
     /// The display frames are drawn on.
@@ -305,6 +318,9 @@ impl Session {
         let scene = self.pipeline.finish();
         if let Some(results) = &mut self.results {
             results.write(scene, &self.weights, &self.relation_model)?;
+        }
+        if let Some(mqtt) = &mut self.mqtt {
+            mqtt.publish(scene, &self.weights, &self.relation_model)?;
         }
         Ok(())
     }
