@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::camera::spec::{CameraConfig, CameraSpec};
 use crate::display::spec::{DisplayConfig, DisplaySpec};
 use crate::files::{FileSettings, OutputConfig};
+use crate::mqtt::spec::{MqttConfig, MqttSpec};
 use crate::tracking::{TrackingConfig, TrackingSpec};
 
 /// A board config error: one line naming the file and the field.
@@ -137,6 +138,7 @@ struct BoardFile {
     overlay: OverlayConfig,
     #[serde(default)]
     output: OutputConfig,
+    mqtt: Option<MqttConfig>,
 }
 
 /// `[overlay]` as written.
@@ -204,6 +206,8 @@ pub struct BoardConfig {
     pub overlay: OverlaySettings,
     /// How results.jsonl and the PNG snapshots are written (`[output]`).
     pub output: FileSettings,
+    /// The MQTT broker frames are published to, when the config has an `[mqtt]` section.
+    pub mqtt: Option<MqttSpec>,
     /// The file this was read from.
     pub file: PathBuf,
 }
@@ -326,6 +330,7 @@ impl BoardConfig {
             model: resolve(base, raw.relation.model),
             fallback_model: raw.relation.fallback_model.map(|p| resolve(base, p)),
         };
+        let mqtt = raw.mqtt.map(|m| m.into_spec(base, &raw.name)).transpose()?;
         let fallback = relation.fallback_model.as_ref();
         for (field, p) in [
             ("detector.model", &detector.model),
@@ -354,6 +359,7 @@ impl BoardConfig {
             tracking,
             overlay,
             output,
+            mqtt,
             file: PathBuf::new(),
         })
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod display;
 pub mod files;
 pub mod logging;
+pub mod mqtt;
 pub mod output;
 pub mod service;
 pub mod session;

@@ -345,8 +345,7 @@ fn run(args: &RunArgs) -> Result<()> {
         }
         if tracker.due() {
             let config = session.config();
-            // MQTT messages dropped: 0 until the MQTT publisher (issue 18) is wired in here.
-            let mqtt_dropped = 0;
+            let mqtt_dropped = session.mqtt().map_or(0, |m| m.dropped());
             let now = tracker.status(
                 (&config.name, &args.board),
                 status_models(session.pipeline()),

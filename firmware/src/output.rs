@@ -51,7 +51,7 @@ impl JsonLines {
 /// weights ("untrained-demo" or a trained model's name/version) and `relation_model` the file name
 /// of the relation model that ran (e.g. "gritv2-s.int8.onnx"). Allocates nothing while `out` has
 /// room.
-fn write_line(
+pub fn write_line(
     scene: &Scene,
     weights: &str,
     relation_model: &str,
@@ -176,7 +176,7 @@ fn round1(v: f32) -> f64 {
 }
 
 /// Scores to 4 decimals.
-fn round4(v: f32) -> f64 {
+pub(crate) fn round4(v: f32) -> f64 {
     (v as f64 * 1e4).round() / 1e4
 }
 

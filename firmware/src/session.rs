@@ -22,6 +22,7 @@ use crate::display::png::PngSnapshots;
 use crate::display::spec::DisplaySpec;
 use crate::display::{Display, DisplayError};
 use crate::files::Fsync;
+use crate::mqtt::{MqttError, Publisher};
 use crate::output::JsonLines;
 use crate::service::StopFlag;
 use crate::OutputError;
@@ -42,6 +43,8 @@ pub enum SessionError {
     Output(#[from] OutputError),
     #[error(transparent)]
     Display(#[from] DisplayError),
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
 }
 
 impl SessionError {
@@ -53,6 +56,7 @@ impl SessionError {
             SessionError::Pipeline(E::RelationChoice(choice)) => {
                 matches!(**choice, ChoiceError::Fallback(_))
             }
+            SessionError::Mqtt(e) => e.is_config(),
             _ => matches!(
                 self,
                 SessionError::Config(_)
@@ -258,6 +262,8 @@ pub struct Session {
     /// `--snapshots`: PNGs of what a board display shows.
     snapshots: Option<PngSnapshots>,
     results: Option<JsonLines>,
+    /// `[mqtt]`: each frame published to the broker.
+    mqtt: Option<Publisher>,
     weights: String,
     /// File name of the relation model, for the JSON output.
     relation_model: String,
@@ -283,6 +289,7 @@ impl Session {
             .map(|dir| JsonLines::open(&dir.join("results.jsonl"), config.output))
             .transpose()?;
         let (display, snapshots) = open_display(&config.display, config.output.fsync, options)?;
+        let mqtt = config.mqtt.as_ref().map(Publisher::start).transpose()?;
         let weights = pipeline.relation().weights().to_owned();
         let relation_model = pipeline.relation().file_name();
         Ok(Session {
@@ -291,6 +298,7 @@ impl Session {
             display,
             snapshots,
             results,
+            mqtt,
             weights,
             relation_model,
             config: config.clone(),
@@ -320,6 +328,9 @@ impl Session {
         let display = (self.options.display.is_none() && config.display != self.config.display)
             .then(|| open_display(&config.display, config.output.fsync, &self.options))
             .transpose()?;
+        let mqtt = (config.mqtt != self.config.mqtt)
+            .then(|| config.mqtt.as_ref().map(Publisher::start).transpose())
+            .transpose()?;
         let (new, old) = (config.detector.settings, self.config.detector.settings);
         let thresholds = (new.score_threshold, new.nms_iou) != (old.score_threshold, old.nms_iou);
         if thresholds {
@@ -336,6 +347,15 @@ impl Session {
             self.display = display;
             self.snapshots = snapshots;
             reloaded.applied.push("display");
+        }
+        if config.overlay != self.config.overlay {
+            self.pipeline.set_overlay(config.overlay);
+            reloaded.applied.push("overlay");
+        }
+        if let Some(mqtt) = mqtt {
+            // The old publisher says `offline` and goes; the new one connects on its own threads.
+            self.mqtt = mqtt;
+            reloaded.applied.push("mqtt");
         }
         let key = ModelsKey::of(&config, &self.options);
         if key == self.models {
@@ -455,6 +475,11 @@ impl Session {
             .map(PngSnapshots::dir)
     }
 
+    /// The MQTT publisher (its [`Publisher::dropped`] count), when the board has `[mqtt]`.
+    pub fn mqtt(&self) -> Option<&Publisher> {
+        self.mqtt.as_ref()
+    }
+
     /// The display frames are drawn on.
     pub fn display(&self) -> &Display {
         &self.display
@@ -536,6 +561,9 @@ impl Session {
         let scene = self.pipeline.finish();
         if let Some(results) = &mut self.results {
             results.write(scene, &self.weights, &self.relation_model)?;
+        }
+        if let Some(mqtt) = &mut self.mqtt {
+            mqtt.publish(scene, &self.weights, &self.relation_model)?;
         }
         Ok(())
     }

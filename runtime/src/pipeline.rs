@@ -273,6 +273,12 @@ impl Pipeline {
         self.interrupt = Some(flag);
     }
 
+    /// Privacy mode and line threshold from the next frame drawn on (a reload's `privacy` and
+    /// `[overlay]`).
+    pub fn set_overlay(&mut self, settings: OverlaySettings) {
+        self.overlay = settings;
+    }
+
     /// Takes over from `previous` (a pipeline replaced by one with other models): frame numbers
     /// go on from its last one, its latency profile is kept, and so is its stop flag.
     pub fn continue_from(&mut self, previous: &Pipeline) {
