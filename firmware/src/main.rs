@@ -81,6 +81,9 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     kith_runtime::model::avoid_crashing_kernels();
+    // tract's per-frame blocks are reused rather than freed and allocated again (kith-bench
+    // --allocator pool vs system; docs/design-notes.md, "Allocation accounting").
+    alloc_count::recycle_model_memory(true);
     let cli = Cli::parse();
     let verbosity = if cli.quiet {
         Verbosity::Quiet

@@ -98,6 +98,17 @@ struct BenchArgs {
     /// Profiled runs of each model for the per-operator profile.
     #[arg(long, default_value_t = 5)]
     op_runs: usize,
+    /// How model memory is allocated: `pool` recycles the blocks tract frees (as `kith run`
+    /// does), `system` hands every request to the system allocator.
+    #[arg(long, value_enum, default_value_t = AllocatorChoice::Pool)]
+    allocator: AllocatorChoice,
+}
+
+/// `--allocator`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum AllocatorChoice {
+    Pool,
+    System,
 }
 
 fn main() -> ExitCode {
@@ -195,6 +206,7 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
     if args.frames == 0 {
         bail!("--frames must be at least 1");
     }
+    kith_runtime::alloc_count::recycle_model_memory(args.allocator == AllocatorChoice::Pool);
     let config = BoardConfig::load(board)?;
     let options = SessionOptions {
         source: args.source.clone(),
@@ -308,6 +320,7 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
             frames: profile.frames(),
             warmup: args.warmup,
             drawing: format!("{:?}", args.display).to_lowercase(),
+            allocator: format!("{:?}", args.allocator).to_lowercase(),
         },
         models,
         stages,
@@ -317,6 +330,8 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
             own_bytes_per_frame: allocs.own_bytes as f64 / n,
             tract_per_frame: allocs.model as f64 / n,
             tract_bytes_per_frame: allocs.model_bytes as f64 / n,
+            tract_system_per_frame: allocs.model_system as f64 / n,
+            tract_system_bytes_per_frame: allocs.model_system_bytes as f64 / n,
         },
         peak_rss_bytes: machine::peak_rss_bytes(),
         startup_to_first_frame_ms: startup_ms.unwrap_or(0.0),
@@ -324,6 +339,12 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
     };
     write_outputs(&args.out, &report, &series)?;
     print!("{}", profile.table(true));
+    println!(
+        "of tract's allocations, per frame {:.1} ({:.0} KiB) reached the system allocator ({} allocator)",
+        report.allocations.tract_system_per_frame,
+        report.allocations.tract_system_bytes_per_frame / 1024.0,
+        report.run.allocator
+    );
     println!(
         "measured {:.2} frames/s by wall clock ({} thread(s){})",
         report.frames_per_second,
