@@ -17,8 +17,9 @@ mkdir -p "$out"
 [ -x tools/python/.venv-baseline/bin/python ] || bash tools/python/baseline/setup.sh
 py=tools/python/.venv-baseline/bin/python
 target="${CARGO_TARGET_DIR:-target}"
-# --workspace: the same feature set as every other build of the workspace (no tract rebuild).
-cargo build --release -q --workspace
+# The build `cargo test --workspace --release` makes (it includes kith-bench): the same features
+# as the tests, so tract is not compiled a second time.
+cargo test --workspace --release --no-run -q 2> /dev/null
 "$target/release/kith-bench" --board board-configs/demo.toml --frames "$frames" --warmup 2 \
   --out "$out/kith" "$@" > "$out/kith.txt"
 

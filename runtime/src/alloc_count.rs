@@ -126,10 +126,18 @@ pub fn recycle_model_memory(on: bool) {
     RECYCLE.store(on, Relaxed);
 }
 
-/// The system allocator, counting allocations (and reallocations) and their bytes.
-pub struct CountingAllocator;
+/// An allocator `A` (the system's, or e.g. mimalloc), counting allocations (and reallocations)
+/// and their bytes, and recycling model memory when asked.
+pub struct CountingOver<A>(pub A);
 
-impl CountingAllocator {
+/// [`CountingOver`] the system allocator: `static A: CountingAllocator = CountingAllocator;`.
+pub type CountingAllocator = CountingOver<System>;
+
+/// The value of [`CountingAllocator`], named like the type, as a unit struct would be.
+#[allow(non_upper_case_globals)]
+pub const CountingAllocator: CountingAllocator = CountingOver(System);
+
+impl<A> CountingOver<A> {
     fn count(size: usize) {
         INSTALLED.store(true, Relaxed);
         if IN_MODEL.load(Relaxed) > 0 {
@@ -158,9 +166,10 @@ impl CountingAllocator {
     }
 }
 
-// SAFETY: every call is forwarded unchanged to the system allocator; counting has no effect on the
-// memory handed out.
-unsafe impl GlobalAlloc for CountingAllocator {
+// SAFETY: every block handed out comes from `A` with the layout asked for, directly or through the
+// pool (which keeps `A`'s blocks by exact layout and hands each to one owner at a time); every
+// block given back to `A` goes with the layout it was allocated with.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for CountingOver<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         Self::count(layout.size());
         if let Some(block) = Self::from_pool(layout) {
@@ -168,7 +177,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
         }
         Self::count_system(layout.size());
         // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
+        unsafe { self.0.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
@@ -180,16 +189,16 @@ unsafe impl GlobalAlloc for CountingAllocator {
         }
         Self::count_system(layout.size());
         // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
+        unsafe { self.0.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if poolable(layout) && POOL.lock().is_ok_and(|mut pool| pool.put(ptr, layout)) {
             return;
         }
-        // SAFETY: same contract as our caller's; every block, pooled or not, came from System
+        // SAFETY: same contract as our caller's; every block, pooled or not, came from `A`
         // with this layout.
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { self.0.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -197,7 +206,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
             Self::count(new_size);
             Self::count_system(new_size);
             // SAFETY: same contract as our caller's.
-            return unsafe { System.realloc(ptr, layout, new_size) };
+            return unsafe { self.0.realloc(ptr, layout, new_size) };
         }
         // A block the pool may keep does not grow in place: it moves, through the pool.
         // SAFETY: the caller guarantees `new_size`, rounded up to `layout.align()`, fits isize.

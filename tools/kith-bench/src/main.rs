@@ -20,15 +20,28 @@ use kith::config::BoardConfig;
 use kith::display::spec::DisplaySpec;
 use kith::service::StopFlag;
 use kith::session::{Session, SessionOptions, Step};
-use kith_runtime::alloc_count::CountingAllocator;
 use kith_runtime::model::ModelFile;
 use kith_runtime::profile::Stage;
 
 use kith_inspect::ops::{profile_nodes, OperatorProfile};
 use report::{Allocations, Build, Machine, ModelReport, Report, RunInfo, StageStats};
 
+#[cfg(not(feature = "mimalloc"))]
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static ALLOCATOR: kith_runtime::alloc_count::CountingAllocator =
+    kith_runtime::alloc_count::CountingAllocator;
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: kith_runtime::alloc_count::CountingOver<mimalloc::MiMalloc> =
+    kith_runtime::alloc_count::CountingOver(mimalloc::MiMalloc);
+
+/// The allocator under the counting one, for the report.
+const BACKING: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else {
+    "system"
+};
 
 #[derive(Parser)]
 #[command(
@@ -99,7 +112,8 @@ struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     op_runs: usize,
     /// How model memory is allocated: `pool` recycles the blocks tract frees (as `kith run`
-    /// does), `system` hands every request to the system allocator.
+    /// does), `system` hands every request to the allocator underneath (the system's, or
+    /// mimalloc in a build with `--features kith-bench/mimalloc`).
     #[arg(long, value_enum, default_value_t = AllocatorChoice::Pool)]
     allocator: AllocatorChoice,
 }
@@ -320,7 +334,10 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
             frames: profile.frames(),
             warmup: args.warmup,
             drawing: format!("{:?}", args.display).to_lowercase(),
-            allocator: format!("{:?}", args.allocator).to_lowercase(),
+            allocator: match (args.allocator, BACKING) {
+                (choice, "system") => format!("{choice:?}").to_lowercase(),
+                (choice, backing) => format!("{choice:?} over {backing}").to_lowercase(),
+            },
         },
         models,
         stages,

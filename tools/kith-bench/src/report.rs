@@ -55,7 +55,8 @@ pub struct RunInfo {
     pub frames: u64,
     pub warmup: u64,
     pub drawing: String,
-    /// `--allocator`: "pool" or "system" (absent in older reports).
+    /// `--allocator`: "pool" or "system", with " over mimalloc" in a mimalloc build (absent in
+    /// older reports).
     #[serde(default)]
     pub allocator: String,
 }
