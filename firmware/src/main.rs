@@ -81,9 +81,6 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     kith_runtime::model::avoid_crashing_kernels();
-    // tract's per-frame blocks are reused rather than freed and allocated again (kith-bench
-    // --allocator pool vs system; docs/design-notes.md, "Allocation accounting").
-    alloc_count::recycle_model_memory(true);
     let cli = Cli::parse();
     let verbosity = if cli.quiet {
         Verbosity::Quiet
@@ -178,6 +175,9 @@ fn run(args: &RunArgs) -> Result<()> {
     };
     let mut notifier = Notifier::from_env();
     let mut session = Session::open(&config, &options)?;
+    // From here (after the start-up rule's trial runs) tract's per-frame blocks are reused rather
+    // than freed and allocated again (docs/design-notes.md, "Allocation accounting").
+    alloc_count::recycle_model_memory(true);
     print_banner(&config, session.pipeline());
     println!("  display   {}", session.display().describe());
     if args.source.is_none() {

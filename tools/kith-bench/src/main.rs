@@ -220,7 +220,6 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
     if args.frames == 0 {
         bail!("--frames must be at least 1");
     }
-    kith_runtime::alloc_count::recycle_model_memory(args.allocator == AllocatorChoice::Pool);
     let config = BoardConfig::load(board)?;
     let options = SessionOptions {
         source: args.source.clone(),
@@ -233,6 +232,8 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
         stop: StopFlag::on_signals()?,
     };
     let mut session = Session::open(&config, &options)?;
+    // After the start-up rule's trial runs, as `kith run` does.
+    kith_runtime::alloc_count::recycle_model_memory(args.allocator == AllocatorChoice::Pool);
     let threads = args.threads.unwrap_or(config.threads);
     let pipelined = session.pipeline().is_pipelined();
     let mut startup_ms = None;
