@@ -19,7 +19,7 @@ py=tools/python/.venv-baseline/bin/python
 target="${CARGO_TARGET_DIR:-target}"
 # The build `cargo test --workspace --release` makes (it includes kith-bench): the same features
 # as the tests, so tract is not compiled a second time.
-cargo test --workspace --release --no-run -q 2> /dev/null
+cargo test --workspace --release --no-run -q
 "$target/release/kith-bench" --board board-configs/demo.toml --frames "$frames" --warmup 2 \
   --out "$out/kith" "$@" > "$out/kith.txt"
 
