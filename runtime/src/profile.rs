@@ -180,6 +180,9 @@ pub struct Profile {
     stages: [Histogram; Stage::ALL.len()],
     model_allocs: Histogram,
     model_alloc_bytes: u64,
+    /// The model allocations that reached the system allocator (`AllocCounts::model_system`).
+    model_system_allocs: u64,
+    model_system_bytes: u64,
     own_allocs: u64,
     own_alloc_bytes: u64,
 }
@@ -192,6 +195,8 @@ impl Profile {
         }
         self.model_allocs.record(allocs.model);
         self.model_alloc_bytes += allocs.model_bytes;
+        self.model_system_allocs += allocs.model_system;
+        self.model_system_bytes += allocs.model_system_bytes;
         self.own_allocs += allocs.own;
         self.own_alloc_bytes += allocs.own_bytes;
     }
@@ -203,6 +208,8 @@ impl Profile {
             own_bytes: self.own_alloc_bytes,
             model: (self.model_allocs.mean() * self.frames() as f64).round() as u64,
             model_bytes: self.model_alloc_bytes,
+            model_system: self.model_system_allocs,
+            model_system_bytes: self.model_system_bytes,
         }
     }
 

@@ -20,7 +20,6 @@ use kith::config::BoardConfig;
 use kith::display::spec::DisplaySpec;
 use kith::service::StopFlag;
 use kith::session::{Session, SessionOptions, Step};
-use kith_runtime::alloc_count::CountingAllocator;
 use kith_runtime::model::ModelFile;
 use kith_runtime::overlay::Privacy;
 use kith_runtime::profile::Stage;
@@ -28,8 +27,22 @@ use kith_runtime::profile::Stage;
 use kith_inspect::ops::{profile_nodes, OperatorProfile};
 use report::{Allocations, Build, Machine, ModelReport, Report, RunInfo, StageStats};
 
+#[cfg(not(feature = "mimalloc"))]
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static ALLOCATOR: kith_runtime::alloc_count::CountingAllocator =
+    kith_runtime::alloc_count::CountingAllocator;
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: kith_runtime::alloc_count::CountingOver<mimalloc::MiMalloc> =
+    kith_runtime::alloc_count::CountingOver(mimalloc::MiMalloc);
+
+/// The allocator under the counting one, for the report.
+const BACKING: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else {
+    "system"
+};
 
 #[derive(Parser)]
 #[command(
@@ -102,6 +115,18 @@ struct BenchArgs {
     /// Profiled runs of each model for the per-operator profile.
     #[arg(long, default_value_t = 5)]
     op_runs: usize,
+    /// How model memory is allocated: `system` (as `kith run` does) hands every request to the
+    /// allocator underneath (the system's, or mimalloc in a build with
+    /// `--features kith-bench/mimalloc`), `pool` recycles the blocks tract frees.
+    #[arg(long, value_enum, default_value_t = AllocatorChoice::System)]
+    allocator: AllocatorChoice,
+}
+
+/// `--allocator`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum AllocatorChoice {
+    Pool,
+    System,
 }
 
 fn main() -> ExitCode {
@@ -214,6 +239,8 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
         stop: StopFlag::on_signals()?,
     };
     let mut session = Session::open(&config, &options)?;
+    // After the start-up rule's trial runs, as `kith run` does.
+    kith_runtime::alloc_count::recycle_model_memory(args.allocator == AllocatorChoice::Pool);
     let threads = args.threads.unwrap_or(config.threads);
     let pipelined = session.pipeline().is_pipelined();
     let mut startup_ms = None;
@@ -318,6 +345,10 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
                 Privacy::Off => format!("{:?}", args.display).to_lowercase(),
                 mode => format!("{:?}, privacy {mode:?}", args.display).to_lowercase(),
             },
+            allocator: match (args.allocator, BACKING) {
+                (choice, "system") => format!("{choice:?}").to_lowercase(),
+                (choice, backing) => format!("{choice:?} over {backing}").to_lowercase(),
+            },
         },
         models,
         stages,
@@ -327,6 +358,8 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
             own_bytes_per_frame: allocs.own_bytes as f64 / n,
             tract_per_frame: allocs.model as f64 / n,
             tract_bytes_per_frame: allocs.model_bytes as f64 / n,
+            tract_system_per_frame: allocs.model_system as f64 / n,
+            tract_system_bytes_per_frame: allocs.model_system_bytes as f64 / n,
         },
         peak_rss_bytes: machine::peak_rss_bytes(),
         startup_to_first_frame_ms: startup_ms.unwrap_or(0.0),
@@ -334,6 +367,12 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
     };
     write_outputs(&args.out, &report, &series)?;
     print!("{}", profile.table(true));
+    println!(
+        "of tract's allocations, per frame {:.1} ({:.0} KiB) reached the system allocator ({} allocator)",
+        report.allocations.tract_system_per_frame,
+        report.allocations.tract_system_bytes_per_frame / 1024.0,
+        report.run.allocator
+    );
     println!(
         "measured {:.2} frames/s by wall clock ({} thread(s){})",
         report.frames_per_second,

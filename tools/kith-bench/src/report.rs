@@ -55,6 +55,10 @@ pub struct RunInfo {
     pub frames: u64,
     pub warmup: u64,
     pub drawing: String,
+    /// `--allocator`: "pool" or "system", with " over mimalloc" in a mimalloc build (absent in
+    /// older reports).
+    #[serde(default)]
+    pub allocator: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,4 +107,9 @@ pub struct Allocations {
     /// Per measured frame, mean, inside tract's model calls.
     pub tract_per_frame: f64,
     pub tract_bytes_per_frame: f64,
+    /// Of tract's, the ones the allocator did not serve from recycled model memory.
+    #[serde(default)]
+    pub tract_system_per_frame: f64,
+    #[serde(default)]
+    pub tract_system_bytes_per_frame: f64,
 }

@@ -37,6 +37,8 @@ fn a_short_benchmark_fills_every_field_and_compare_flags_a_slowdown() {
         "1",
         "--threads",
         "1",
+        "--allocator",
+        "pool",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -84,6 +86,17 @@ fn a_short_benchmark_fills_every_field_and_compare_flags_a_slowdown() {
         "steady-state frames allocate nothing outside tract"
     );
     assert!(a["tract_per_frame"].as_f64().unwrap() > 0.0);
+    // The pool recycles tract's blocks: after the warm-up, few of its requests and few of their
+    // bytes reach the system allocator.
+    assert_eq!(report["run"]["allocator"], "pool");
+    assert!(
+        a["tract_system_per_frame"].as_f64().unwrap() * 10.0
+            < a["tract_per_frame"].as_f64().unwrap()
+    );
+    assert!(
+        a["tract_system_bytes_per_frame"].as_f64().unwrap() * 10.0
+            < a["tract_bytes_per_frame"].as_f64().unwrap()
+    );
     assert!(report["peak_rss_bytes"].as_u64().unwrap() > 10 << 20);
     assert!(report["startup_to_first_frame_ms"].as_f64().unwrap() > 0.0);
     for role in ["detector", "relation"] {
