@@ -727,3 +727,99 @@ mod tests {
         Ok(())
     }
 }
+
+/// `avx2_mmm_i32_8x8`'s i8i8 loop has a fast path that is exact only when B holds no -128
+/// and an exact fallback otherwise (kith's patch, see PATCH.md). The generic kernel tests
+/// draw i8 values in -5..5; these use the whole i8 range, both paths and both in one call.
+#[cfg(test)]
+mod avx2_i8i8_full_range {
+    use super::avx2_mmm_i32_8x8;
+    use crate::frame::mmm::tests::packed_packed::PackedPackedProblem;
+    use crate::mmm::{FusedKerSpec, MatMatMulKer, OutputStoreKer};
+    use tract_data::internal::*;
+
+    /// Deterministic i8 values over the whole range, -128 excluded unless `with_min`.
+    fn values(len: usize, seed: u32, with_min: bool) -> Vec<f32> {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let v = (x >> 24) as u8 as i8;
+                if v == i8::MIN && !with_min { 127.0 } else { v as f32 }
+            })
+            .collect()
+    }
+
+    fn frame(m: usize, n: usize, a: Vec<f32>, b: Vec<f32>) -> TractResult<()> {
+        PackedPackedProblem::frame(&*avx2_mmm_i32_8x8, 1, m, n, a, b).check()
+    }
+
+    #[test]
+    fn b_without_min_fast_path() -> TractResult<()> {
+        let (m, k, n) = (21, 259, 19);
+        frame(m, n, values(m * k, 1, true), values(k * n, 2, false))
+    }
+
+    #[test]
+    fn b_with_min_exact_path() -> TractResult<()> {
+        let (m, k, n) = (21, 259, 19);
+        let mut b = values(k * n, 4, false);
+        b[k * n / 2] = -128.0;
+        frame(m, n, values(m * k, 3, true), b)
+    }
+
+    #[test]
+    fn extremes() -> TractResult<()> {
+        let (m, k, n) = (16, 64, 16);
+        for (a, b) in [(-128.0, -127.0), (-128.0, 127.0), (127.0, -127.0), (-128.0, -128.0)] {
+            frame(m, n, vec![a; m * k], vec![b; k * n])?;
+        }
+        Ok(())
+    }
+
+    /// Two products in one kernel call: the fallback must start again from the first sum.
+    #[test]
+    fn fast_then_exact_in_one_call() -> TractResult<()> {
+        let ker = &*avx2_mmm_i32_8x8;
+        let (m, k, n) = (ker.mr(), 68, ker.nr());
+        let mut b2 = values(k * n, 8, false);
+        b2[5] = -128.0;
+        let products = [
+            PackedPackedProblem::kernel(ker, 1, values(m * k, 5, true), values(k * n, 6, false)),
+            PackedPackedProblem::kernel(ker, 1, values(m * k, 7, true), b2),
+        ];
+        let (pack_a, pack_b) = &ker.packings()[1];
+        let mut expected = vec![0i32; m * n];
+        let mut packed = vec![];
+        for p in &products {
+            let reference = p.reference()?;
+            for (e, r) in expected.iter_mut().zip(reference.try_as_plain_ram()?.as_slice::<i32>()?)
+            {
+                *e += r;
+            }
+            let (a, b) = p.padded_inputs()?;
+            packed.push((pack_a.prepare_one(&a, 1, 0)?, pack_b.prepare_one(&b, 0, 1)?));
+        }
+        let mut found = vec![0i32; m * n];
+        let store = OutputStoreKer {
+            ptr: found.as_mut_ptr() as *mut u8,
+            row_byte_stride: (4 * n) as isize,
+            col_byte_stride: 4,
+            item_size: 4,
+        };
+        let mut ops = vec![FusedKerSpec::Clear];
+        for (pa, pb) in &packed {
+            ops.push(FusedKerSpec::AddMatMul {
+                k: k.next_multiple_of(4),
+                pa: pa.panel_bytes(0, None)?,
+                pb: pb.panel_bytes(0, None)?,
+                packing: 1,
+            });
+        }
+        ops.push(FusedKerSpec::Store(store));
+        ops.push(FusedKerSpec::Done);
+        assert_eq!(ker.kernel(&ops), 0);
+        assert_eq!(found, expected);
+        Ok(())
+    }
+}
