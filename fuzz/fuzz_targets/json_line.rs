@@ -2,6 +2,7 @@
 //! parses as JSON.
 #![no_main]
 
+use kith::files::FileSettings;
 use kith::output::JsonLines;
 use kith_runtime::labels::NUM_FINE;
 use kith_runtime::{Person, Relation, Scene};
@@ -16,20 +17,21 @@ fuzz_target!(|input: &[u8]| {
     scene.set_source(&String::from_utf8_lossy(input.get(..16).unwrap_or(input)));
     for (id, p) in floats.chunks_exact(5).take(3).enumerate() {
         let _ = scene.persons.push(Person {
-            id: id as u8,
-            bbox: [p[0], p[1], p[2], p[3]],
-            score: p[4],
+            track: p[4].to_bits(),
+            ..Person::new(id as u8, [p[0], p[1], p[2], p[3]], p[4])
         });
     }
     if let Some(probs) = floats.get(..NUM_FINE) {
-        let _ = scene.relations.push(Relation {
-            a: 0,
-            b: 1,
-            probs: probs.try_into().expect("NUM_FINE values"),
-        });
+        let probs: [f32; NUM_FINE] = probs.try_into().expect("NUM_FINE values");
+        let mut relation = Relation::new(0, 1, probs);
+        // Smoothed scores as odd as the frame's own.
+        relation.smoothed = probs.map(|p| p * 0.5);
+        let _ = scene.relations.push(relation);
     }
     let path = std::env::temp_dir().join(format!("kith-fuzz-json-{}", std::process::id()));
-    let mut out = JsonLines::create(&path).expect("temp file");
+    // results.jsonl is appended to: start each input from an empty file.
+    let _ = std::fs::remove_file(&path);
+    let mut out = JsonLines::open(&path, FileSettings::default()).expect("temp file");
     out.write(&scene, "untrained-fuzz", "fuzz.onnx")
         .expect("written");
     drop(out);
