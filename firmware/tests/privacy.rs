@@ -26,7 +26,7 @@ fn run(dir: &Path, privacy: Option<&str>) -> Run {
     let mut board = common::demo_board().replace(
         "kind = \"png\"\nevery = 1",
         &format!(
-            "kind = \"fbdev\"\ndevice = \"{}\"\nwidth = {W}\nheight = {H}\npixel_format = \"xrgb8888\"",
+            "kind = \"fbdev\"\ndevice = \"{}\"\nwidth = {W}\nheight = {H}\npixel_format = \"xrgb8888\"\nemulated = true",
             fb.display()
         ),
     );

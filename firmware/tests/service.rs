@@ -324,6 +324,19 @@ fn sighup_changes_the_threshold_keeps_the_camera_and_rejects_a_bad_config() {
     // Status is rewritten once a second; the third reload may not be in it yet.
     assert!(status["reloads"].as_u64().unwrap() >= 2, "{status}");
 
+    // systemd gets the status summary every 5 s: wait for the first one (a fast machine runs all
+    // of the above in less).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline
+        && !messages
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, m)| m.starts_with("STATUS=board \"demo\": "))
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     let (took, ok) = terminate(&mut child);
     stop_writing.store(true, Ordering::SeqCst);
     let writer = writer.join().unwrap();
