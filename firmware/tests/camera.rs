@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
@@ -420,20 +420,6 @@ fn a_session_shows_camera_lost_and_recovers() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Lines a child writes to one of its streams, as they come.
-fn lines(stream: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 /// Waits up to 60 s for a line containing `needle`, returning the lines read so far.
 fn wait_for(rx: &Receiver<String>, needle: &str, seen: &mut Vec<String>) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -462,24 +448,6 @@ fn fds_and_maps(pid: u32) -> (usize, usize) {
         .lines()
         .count();
     (fds, maps)
-}
-
-/// Sends SIGTERM and returns how long the child took to exit, and whether it exited with 0.
-fn terminate(child: &mut Child) -> (Duration, bool) {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
-    let start = Instant::now();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return (start.elapsed(), status.success());
-        }
-        if start.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("kith did not stop within 10 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn spawn_kith(board: &Path, out: &Path) -> Child {

@@ -5,31 +5,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{board_with_camera, demo_frame, encode, fifo, temp_dir};
+use common::{board_with_camera, demo_frame, encode, fifo, lines, temp_dir, terminate};
 use kith::camera::CameraFormat;
-
-/// Lines a child writes to one of its streams, as they come.
-fn lines(stream: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 /// Waits up to 60 s for a line for which `found` holds; returns it (every line read goes to `seen`).
 fn wait_line(
@@ -57,22 +43,6 @@ fn persons(line: &str) -> Option<usize> {
     let rest = line.strip_prefix("frame ")?;
     let before = rest.split(" persons,").next()?;
     before.split_whitespace().last()?.parse().ok()
-}
-
-/// Sends SIGTERM; returns how long the child took to exit and whether it exited with 0.
-fn terminate(child: &mut Child) -> (Duration, bool) {
-    signal(child, nix::sys::signal::Signal::SIGTERM);
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return (start.elapsed(), status.success());
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("kith did not stop within 30 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 fn signal(child: &Child, signal: nix::sys::signal::Signal) {

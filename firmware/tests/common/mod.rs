@@ -241,3 +241,37 @@ pub fn board_with_camera(camera: &str) -> String {
     let end = demo.find("[display]").unwrap();
     format!("{}[camera]\n{camera}\n\n{}", &demo[..start], &demo[end..])
 }
+
+/// Lines a child writes to one of its streams, as they come.
+pub fn lines(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Sends SIGTERM; returns how long the child took to exit and whether it exited with 0.
+pub fn terminate(child: &mut std::process::Child) -> (std::time::Duration, bool) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use std::time::{Duration, Instant};
+    let start = Instant::now();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (start.elapsed(), status.success());
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("kith did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
