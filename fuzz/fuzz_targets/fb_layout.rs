@@ -23,8 +23,7 @@ fuzz_target!(|input: &[u8]| {
         length: word(i + 1),
         msb_right: word(i + 2),
     };
-    // SAFETY: FbVarScreeninfo is plain u32 fields, for which all zero bytes are valid.
-    let mut var: FbVarScreeninfo = unsafe { std::mem::zeroed() };
+    let mut var = FbVarScreeninfo::default();
     var.bits_per_pixel = word(0);
     var.red = field(1);
     var.green = field(4);

@@ -68,7 +68,10 @@ fuzz_target!(|input: &[u8]| {
                 );
                 f.validate().expect("a decoded frame is whole");
             }
-            Ok(None) | Err(SourceError::Fatal { .. } | SourceError::Lost(_)) => break,
+            Ok(None)
+            | Err(
+                SourceError::Fatal { .. } | SourceError::Lost(_) | SourceError::Unusable { .. },
+            ) => break,
             Err(SourceError::Corrupt { detail, .. }) => assert!(!detail.contains('\n')),
         }
     }
