@@ -257,11 +257,15 @@ mod tests {
             height: 240,
             ..Default::default()
         };
+        // Tagged and coloured by their track ids, 0 and 1 here.
         s.persons
             .push(Person::new(0, [20.0, 40.0, 100.0, 220.0], 0.9))
             .unwrap();
         s.persons
-            .push(Person::new(1, [200.0, 30.0, 300.0, 230.0], 0.8))
+            .push(Person {
+                track: 1,
+                ..Person::new(1, [200.0, 30.0, 300.0, 230.0], 0.8)
+            })
             .unwrap();
         s.relations
             .push(Relation::new(0, 1, [0.7, 0.1, 0.05, 0.05, 0.05, 0.05]))
