@@ -288,10 +288,18 @@ fn sighup_changes_the_threshold_keeps_the_camera_and_rejects_a_bad_config() {
         camera_fds,
         "the camera was not reopened"
     );
-    let json = kith_status(&dir, &["--json"]);
-    let status: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    // Status is rewritten once a second: on a fast machine the reloads above all happen before
+    // the next write, so read it until it has them (the third may not be in it yet).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let json = kith_status(&dir, &["--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        if status["reloads"].as_u64().unwrap() >= 2 || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(status["pid"], pid);
-    // Status is rewritten once a second; the third reload may not be in it yet.
     assert!(status["reloads"].as_u64().unwrap() >= 2, "{status}");
 
     // systemd gets the status summary every 5 s: wait for the first one (a fast machine runs all
