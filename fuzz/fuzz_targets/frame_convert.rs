@@ -5,15 +5,7 @@
 use kith_runtime::image::{Frame, PixelFormat, RgbImage};
 use libfuzzer_sys::fuzz_target;
 
-const FORMATS: [PixelFormat; 7] = [
-    PixelFormat::Rgb,
-    PixelFormat::Bgr,
-    PixelFormat::Grey,
-    PixelFormat::Yuyv,
-    PixelFormat::Uyvy,
-    PixelFormat::Nv12,
-    PixelFormat::Yuv420,
-];
+const FORMATS: [PixelFormat; 7] = PixelFormat::ALL;
 
 fuzz_target!(|input: &[u8]| {
     let Some((head, data)) = input.split_first_chunk::<13>() else {

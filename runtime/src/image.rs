@@ -34,6 +34,17 @@ pub enum PixelFormat {
 }
 
 impl PixelFormat {
+    /// Every format, for tests and fuzzing.
+    pub const ALL: [PixelFormat; 7] = [
+        PixelFormat::Rgb,
+        PixelFormat::Bgr,
+        PixelFormat::Grey,
+        PixelFormat::Yuyv,
+        PixelFormat::Uyvy,
+        PixelFormat::Nv12,
+        PixelFormat::Yuv420,
+    ];
+
     /// Bytes of one row of the first plane for a frame `width` pixels wide, without padding. An
     /// odd width rounds up to whole chroma pairs: a 4:2:2 row ends with a full Y0 U Y1 V group, and
     /// an NV12 chroma row (as long as a luma row) holds `width.div_ceil(2)` U V pairs.
@@ -493,15 +504,7 @@ mod tests {
     /// and panicked. Every format at every small size converts, or is refused, without a panic.
     #[test]
     fn odd_sizes_convert_in_every_format() {
-        let formats = [
-            PixelFormat::Rgb,
-            PixelFormat::Bgr,
-            PixelFormat::Grey,
-            PixelFormat::Yuyv,
-            PixelFormat::Uyvy,
-            PixelFormat::Nv12,
-            PixelFormat::Yuv420,
-        ];
+        let formats = PixelFormat::ALL;
         let mut img = RgbImage::default();
         let grey = yuv_to_rgb(128, 128, 128);
         for format in formats {
