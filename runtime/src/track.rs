@@ -8,6 +8,7 @@
 
 use heapless::Vec as HVec;
 
+use crate::detect::iou;
 use crate::image::RgbImage;
 use crate::limits::{MAX_PERSONS, MAX_TRACKS};
 use crate::scene::Person;
@@ -249,20 +250,6 @@ fn match_score(t: &Track, bbox: &[f32; 4], histogram: &Histogram) -> f32 {
 
 fn centre(b: &[f32; 4]) -> (f32, f32) {
     ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0)
-}
-
-/// Intersection over union of two boxes.
-fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    let area = |b: &[f32; 4]| (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0);
-    let union = area(a) + area(b) - inter;
-    if union > 0.0 {
-        inter / union
-    } else {
-        0.0
-    }
 }
 
 /// The RGB of the pixel nearest to (`x`, `y`), clamped to the image.
