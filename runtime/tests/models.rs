@@ -185,21 +185,7 @@ fn yolov8_decoder_filters_class_threshold_and_overlaps() {
         0.1, 0.1, 0.95, 0.1, 0.1,      // class 0
         0.9, 0.8, 0.1, 0.5, 0.2,       // class 1 = person
     ];
-    let path = std::env::temp_dir().join(format!("kith-yolo-{}.onnx", std::process::id()));
-    yolo_graph(&path, &rows);
-    let settings = DetectorSettings {
-        decoder: Decoder::Yolov8 { person_class: 1 },
-        score_threshold: 0.35,
-        nms_iou: 0.45,
-        resize: Some(Resize::Stretch),
-    };
-    let mut det = PersonDetector::load(&path, 1, settings).unwrap();
-    // A 64x32 frame stretched into 32x32: x halves, y stays.
-    let pixels = vec![128u8; 64 * 32 * 3];
-    det.prepare(&Frame::packed(64, 32, PixelFormat::Rgb, &pixels))
-        .unwrap();
-    let mut persons: HVec<Person, MAX_PERSONS> = HVec::new();
-    det.detect(64, 32, &mut persons).unwrap();
+    let (path, settings, persons) = yolo_persons("kith-yolo", &rows);
     assert_eq!(persons.len(), 2, "{persons:?}");
     assert_eq!(persons[0].bbox, [12.0, 4.0, 28.0, 16.0]);
     assert_eq!(persons[0].score, 0.9);
@@ -212,6 +198,34 @@ fn yolov8_decoder_filters_class_threshold_and_overlaps() {
     let err = PersonDetector::load(&path, 1, bad).unwrap_err().to_string();
     assert!(err.contains("detector.person_class"), "{err}");
     std::fs::remove_file(&path).unwrap();
+}
+
+/// Writes a YOLOv8 graph that outputs `rows` to a temporary file named after `name`, and runs it
+/// as the person detector (person class 1) on a grey 64x32 frame, stretched into its 32x32 input:
+/// x halves, y stays. Returns the file, the settings and the persons found.
+fn yolo_persons(
+    name: &str,
+    rows: &[f32],
+) -> (
+    std::path::PathBuf,
+    DetectorSettings,
+    HVec<Person, MAX_PERSONS>,
+) {
+    let path = std::env::temp_dir().join(format!("{name}-{}.onnx", std::process::id()));
+    yolo_graph(&path, rows);
+    let settings = DetectorSettings {
+        decoder: Decoder::Yolov8 { person_class: 1 },
+        score_threshold: 0.35,
+        nms_iou: 0.45,
+        resize: Some(Resize::Stretch),
+    };
+    let mut det = PersonDetector::load(&path, 1, settings).unwrap();
+    let pixels = vec![128u8; 64 * 32 * 3];
+    det.prepare(&Frame::packed(64, 32, PixelFormat::Rgb, &pixels))
+        .unwrap();
+    let mut persons: HVec<Person, MAX_PERSONS> = HVec::new();
+    det.detect(64, 32, &mut persons).unwrap();
+    (path, settings, persons)
 }
 
 /// Issue 15: a model that outputs NaN boxes with a passing score gave persons whose JSON boxes
@@ -228,20 +242,7 @@ fn nan_boxes_are_not_persons() {
         0.1, 0.1, 0.1, 0.1, 0.1,       // class 0
         0.9, 0.8, 0.7, 0.6, 0.5,       // class 1 = person
     ];
-    let path = std::env::temp_dir().join(format!("kith-yolo-nan-{}.onnx", std::process::id()));
-    yolo_graph(&path, &rows);
-    let settings = DetectorSettings {
-        decoder: Decoder::Yolov8 { person_class: 1 },
-        score_threshold: 0.35,
-        nms_iou: 0.45,
-        resize: Some(Resize::Stretch),
-    };
-    let mut det = PersonDetector::load(&path, 1, settings).unwrap();
-    let pixels = vec![128u8; 64 * 32 * 3];
-    det.prepare(&Frame::packed(64, 32, PixelFormat::Rgb, &pixels))
-        .unwrap();
-    let mut persons: HVec<Person, MAX_PERSONS> = HVec::new();
-    det.detect(64, 32, &mut persons).unwrap();
+    let (path, _, persons) = yolo_persons("kith-yolo-nan", &rows);
     assert_eq!(persons.len(), 1, "{persons:?}");
     assert_eq!(persons[0].score, 0.6);
     assert_eq!(persons[0].bbox, [6.0, 16.0, 14.0, 24.0]);
