@@ -3,11 +3,13 @@
 //! kith reads MJPEG on standard input from a generator that cycles three frame sizes (640x480,
 //! 320x240, 160x120, so the decoder's buffers are resized all the time), with the tiny models of
 //! tools/vm (microseconds per frame: the soak measures kith's own frame loop, not inference) and
-//! a PNG snapshot every 1,000 frames. Every `--sample-every` frames (counted from kith's
+//! a PNG snapshot every 1,000 frames. results.jsonl is rotated every 8 MiB (about 2,300 frames), so
+//! the soak crosses several rotations. Every `--sample-every` frames (counted from kith's
 //! per-frame lines) it samples kith's resident size, open fds and memory maps from /proc. It
 //! passes when, after the warm-up, RSS grew by at most `--max-rss-growth-kb`, fds and maps did
 //! not grow, time per frame stayed flat (the last quarter's median within 1.5x of the first's),
-//! and every line of results.jsonl parses. Exit 0 on a pass, 1 on a failure.
+//! results.jsonl was rotated at least once, and the lines of results.jsonl and its rotated files
+//! parse, one per frame. Exit 0 on a pass, 1 on a failure.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -167,17 +169,10 @@ fn report(samples: &[Sample], args: &Args, results: &Path) -> Result<()> {
         median(&after[1..=quarter.min(after.len() - 1)]),
         median(&after[after.len() - quarter..]),
     );
-    let lines = std::fs::read_to_string(results)
-        .with_context(|| format!("cannot read {}", results.display()))?;
-    let mut count = 0u64;
-    for (i, line) in lines.lines().enumerate() {
-        serde_json::from_str::<serde_json::Value>(line)
-            .with_context(|| format!("results.jsonl line {} does not parse", i + 1))?;
-        count += 1;
-    }
+    let (count, rotated) = count_json_lines(results)?;
     println!(
         "soak: {} frames (last sample at {}); after {} warm-up frames RSS {} -> {} KiB (peak growth {growth} KiB), \
-         fds {} -> {}, maps {} -> {}, median {first:.3} -> {final_:.3} ms/frame; {count} JSON lines parse",
+         fds {} -> {}, maps {} -> {}, median {first:.3} -> {final_:.3} ms/frame; {count} JSON lines parse ({rotated} rotated files)",
         args.frames, last.frame, args.warmup, base.rss_kb, last.rss_kb, base.fds, last.fds, base.maps, last.maps
     );
     let mut failures = Vec::new();
@@ -201,6 +196,9 @@ fn report(samples: &[Sample], args: &Args, results: &Path) -> Result<()> {
             "time per frame rose from {first:.3} to {final_:.3} ms"
         ));
     }
+    if rotated == 0 {
+        failures.push("results.jsonl was never rotated".to_string());
+    }
     if count != args.frames {
         failures.push(format!("{count} JSON lines for {} frames", args.frames));
     }
@@ -209,6 +207,30 @@ fn report(samples: &[Sample], args: &Args, results: &Path) -> Result<()> {
     }
     println!("soak: passed");
     Ok(())
+}
+
+/// Parses every line of `results` and of its rotated files (`results.1`, `results.2`, ...);
+/// returns the number of lines and of rotated files.
+fn count_json_lines(results: &Path) -> Result<(u64, u32)> {
+    let mut count = 0u64;
+    let mut rotated = 0u32;
+    let mut path = results.to_path_buf();
+    loop {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            serde_json::from_str::<serde_json::Value>(line)
+                .with_context(|| format!("{} line {} does not parse", path.display(), i + 1))?;
+            count += 1;
+        }
+        let mut next = results.as_os_str().to_owned();
+        next.push(format!(".{}", rotated + 1));
+        path = PathBuf::from(next);
+        if !path.exists() {
+            return Ok((count, rotated));
+        }
+        rotated += 1;
+    }
 }
 
 /// Writes the tiny models and a board config reading MJPEG from standard input; returns its path.
@@ -233,6 +255,10 @@ height = 480
 [display]
 kind = "png"
 every = 1000
+
+[output]
+rotate_mb = 8
+keep = 1000
 
 [detector]
 model = "detector.onnx"
