@@ -166,11 +166,11 @@ fn yolo_graph(path: &std::path::Path, rows: &[f32]) {
             tensor("zero", &[1, 1, 1], vec![0.0]),
             tensor("rows", &[1, 6, 5], rows.to_vec()),
         ],
-        input: vec![common::float_value_info("image", &[1, 3, 32, 32])],
-        output: vec![common::float_value_info("output0", &[1, 6, 5])],
+        input: vec![kith_onnx_build::float_value_info("image", &[1, 3, 32, 32])],
+        output: vec![kith_onnx_build::float_value_info("output0", &[1, 6, 5])],
         ..Default::default()
     };
-    common::write_onnx(path, graph);
+    kith_onnx_build::write_model(path, graph, &[]).unwrap();
 }
 
 #[test]

@@ -5,48 +5,30 @@
 
 mod common;
 
-use common::{float_value_info, model};
+use common::model;
+use kith_onnx_build::{float_value_info, floats, int64s, node, pb, write_model};
 use kith_runtime::labels::{joined, FINE_LABELS, NUM_FINE};
 use kith_runtime::limits::MAX_PERSONS;
 use kith_runtime::relation_choice::{keep_faster, load_fallback, ChoiceError, MAX_RUNS};
 use kith_runtime::RelationModel;
-use prost::Message;
-use tract_onnx::pb;
 
 /// Writes a relation model of almost no cost to `path`: `logits = reshape(mask) * w`, with the
 /// inputs, output and metadata kith requires of GRITv2-S.
 fn tiny_relation_model(path: &std::path::Path) {
     let p = MAX_PERSONS as i64;
-    let weights = pb::TensorProto {
-        name: "w".into(),
-        dims: vec![1, p, p, NUM_FINE as i64],
-        data_type: pb::tensor_proto::DataType::Float as i32,
-        float_data: (0..MAX_PERSONS * MAX_PERSONS * NUM_FINE)
-            .map(|i| (i % NUM_FINE) as f32)
-            .collect(),
-        ..Default::default()
-    };
-    let shape = pb::TensorProto {
-        name: "shape".into(),
-        dims: vec![4],
-        data_type: pb::tensor_proto::DataType::Int64 as i32,
-        int64_data: vec![1, p, 1, 1],
-        ..Default::default()
-    };
-    let node = |op: &str, input: &[&str], output: &str| pb::NodeProto {
-        op_type: op.into(),
-        input: input.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        name: output.into(),
-        ..Default::default()
-    };
+    let weights = (0..MAX_PERSONS * MAX_PERSONS * NUM_FINE)
+        .map(|i| (i % NUM_FINE) as f32)
+        .collect();
     let graph = pb::GraphProto {
         name: "tiny-relation".into(),
         node: vec![
-            node("Reshape", &["mask", "shape"], "column"),
-            node("Mul", &["column", "w"], "logits"),
+            node("Reshape", &["mask", "shape"], "column", vec![]),
+            node("Mul", &["column", "w"], "logits", vec![]),
         ],
-        initializer: vec![weights, shape],
+        initializer: vec![
+            floats("w", &[1, p, p, NUM_FINE as i64], weights),
+            int64s("shape", &[4], vec![1, p, 1, 1]),
+        ],
         input: vec![
             float_value_info("image", &[1, 3, 16, 16]),
             float_value_info("boxes", &[1, p, 4]),
@@ -55,24 +37,13 @@ fn tiny_relation_model(path: &std::path::Path) {
         output: vec![float_value_info("logits", &[1, p, p, NUM_FINE as i64])],
         ..Default::default()
     };
-    let meta = |key: &str, value: String| pb::StringStringEntryProto {
-        key: key.into(),
-        value,
-    };
-    let proto = pb::ModelProto {
-        ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
-        metadata_props: vec![
-            meta("kith.labels", joined(&FINE_LABELS)),
-            meta("kith.weights", "untrained-test".into()),
-        ],
-        graph: Some(graph),
-        ..Default::default()
-    };
-    std::fs::write(path, proto.encode_to_vec()).unwrap();
+    let labels = joined(&FINE_LABELS);
+    write_model(
+        path,
+        graph,
+        &[("kith.labels", &labels), ("kith.weights", "untrained-test")],
+    )
+    .unwrap();
 }
 
 #[test]

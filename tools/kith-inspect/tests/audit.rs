@@ -63,11 +63,11 @@ fn qdq_graph(path: &std::path::Path, steps: &[(&str, Option<f32>)]) {
         name: "qdq-test".into(),
         node: nodes,
         initializer,
-        input: vec![common::float_value_info("x", &[1, 16])],
-        output: vec![common::float_value_info("y", &[1, 16])],
+        input: vec![kith_onnx_build::float_value_info("x", &[1, 16])],
+        output: vec![kith_onnx_build::float_value_info("y", &[1, 16])],
         ..Default::default()
     };
-    common::write_onnx(path, graph);
+    kith_onnx_build::write_model(path, graph, &[]).unwrap();
 }
 
 /// The test input: 16 values from -2 to 2.

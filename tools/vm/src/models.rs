@@ -10,12 +10,12 @@
 
 use std::path::Path;
 
+pub use kith_onnx_build::WriteError;
+use kith_onnx_build::{
+    float_value_info as value_info, floats, int, int64s, ints, node, pb, write_model,
+};
 use kith_runtime::labels::{joined, FINE_LABELS, NUM_FINE};
 use kith_runtime::limits::MAX_PERSONS;
-use prost::Message;
-use tract_onnx::pb;
-use tract_onnx::pb::attribute_proto::AttributeType;
-use tract_onnx::pb::tensor_proto::DataType;
 
 /// Side of the test detector's square input.
 pub const DETECTOR_SIZE: i64 = 64;
@@ -25,14 +25,6 @@ const GRID: i64 = 4;
 pub const RELATION_SIZE: i64 = 32;
 /// The `kith.weights` of the test relation model: kith marks it untrained.
 pub const WEIGHTS: &str = "untrained-vm-test";
-
-/// Why a model cannot be written.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: cannot write: {source}")]
-pub struct WriteError {
-    path: String,
-    source: std::io::Error,
-}
 
 /// Writes the test detector to `path`.
 pub fn write_detector(path: &Path) -> Result<(), WriteError> {
@@ -77,7 +69,7 @@ pub fn write_detector(path: &Path) -> Result<(), WriteError> {
         ],
         ..Default::default()
     };
-    write(path, graph, &[("kith.resize", "letterbox")])
+    write_model(path, graph, &[("kith.resize", "letterbox")])
 }
 
 /// Writes the test relation model to `path`.
@@ -132,111 +124,11 @@ pub fn write_relations(path: &Path) -> Result<(), WriteError> {
         ..Default::default()
     };
     let labels = joined(&FINE_LABELS);
-    write(
+    write_model(
         path,
         graph,
         &[("kith.labels", &labels), ("kith.weights", WEIGHTS)],
     )
-}
-
-fn write(path: &Path, graph: pb::GraphProto, metadata: &[(&str, &str)]) -> Result<(), WriteError> {
-    let model = pb::ModelProto {
-        ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
-        producer_name: "kith-vm-models".into(),
-        graph: Some(graph),
-        metadata_props: metadata
-            .iter()
-            .map(|(key, value)| pb::StringStringEntryProto {
-                key: (*key).into(),
-                value: (*value).into(),
-            })
-            .collect(),
-        ..Default::default()
-    };
-    std::fs::write(path, model.encode_to_vec()).map_err(|source| WriteError {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-fn node(
-    op: &str,
-    inputs: &[&str],
-    output: &str,
-    attribute: Vec<pb::AttributeProto>,
-) -> pb::NodeProto {
-    pb::NodeProto {
-        op_type: op.into(),
-        name: output.into(),
-        input: inputs.iter().map(|i| (*i).into()).collect(),
-        output: vec![output.into()],
-        attribute,
-        ..Default::default()
-    }
-}
-
-fn ints(name: &str, values: &[i64]) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Ints as i32,
-        ints: values.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn int(name: &str, value: i64) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i: value,
-        ..Default::default()
-    }
-}
-
-fn floats(name: &str, dims: &[i64], data: Vec<f32>) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: DataType::Float as i32,
-        float_data: data,
-        ..Default::default()
-    }
-}
-
-fn int64s(name: &str, dims: &[i64], data: Vec<i64>) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: DataType::Int64 as i32,
-        int64_data: data,
-        ..Default::default()
-    }
-}
-
-fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension::Value, Dimension};
-    let dim = dims
-        .iter()
-        .map(|&d| Dimension {
-            value: Some(Value::DimValue(d)),
-            ..Default::default()
-        })
-        .collect();
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: DataType::Float as i32,
-                shape: Some(pb::TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 #[cfg(test)]
