@@ -154,12 +154,14 @@ impl FileStamp {
 #[derive(Debug, Clone, PartialEq)]
 struct ModelsKey {
     files: Vec<FileStamp>,
-    settings: kith_runtime::PipelineSettings,
+    threads: usize,
+    pipelined: bool,
+    detector: DetectorSettings,
 }
 
 impl ModelsKey {
-    /// The key of `config` with the session's overrides, thresholds left out (they change on the
-    /// running detector).
+    /// The key of `config` with the session's overrides, leaving out what changes on the running
+    /// pipeline: the detector's thresholds, tracking, smoothing and the overlay.
     fn of(config: &BoardConfig, options: &SessionOptions) -> Self {
         let mut settings = pipeline_settings(config, options);
         settings.detector.score_threshold = 0.0;
@@ -171,7 +173,12 @@ impl ModelsKey {
             .flatten()
             .map(|p| FileStamp::of(p))
             .collect();
-        ModelsKey { files, settings }
+        ModelsKey {
+            files,
+            threads: settings.threads,
+            pipelined: settings.pipelined,
+            detector: settings.detector,
+        }
     }
 }
 
@@ -351,6 +358,12 @@ impl Session {
         if config.overlay != self.config.overlay {
             self.pipeline.set_overlay(config.overlay);
             reloaded.applied.push("overlay");
+        }
+        if config.tracking != self.config.tracking {
+            let tracking = &config.tracking;
+            self.pipeline
+                .set_tracking(tracking.tracker, tracking.smoothing);
+            reloaded.applied.push("tracking");
         }
         if let Some(mqtt) = mqtt {
             // The old publisher says `offline` and goes; the new one connects on its own threads.

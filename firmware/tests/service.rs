@@ -282,6 +282,18 @@ fn sighup_changes_the_threshold_keeps_the_camera_and_rejects_a_bad_config() {
     wait_line(&stderr, &mut err, |l| l.contains("reload"));
     wait_line(&stdout, &mut out, |l| persons(l) == Some(before));
 
+    // Tracking and overlay change on the running pipeline: no models are loaded again.
+    let retuned = pipe_board(&pipe, w, h, "0.35")
+        .replace("smoothing = false", "smoothing = true\nmax_missed = 3")
+        .replace("# [overlay]", "[overlay]")
+        .replace("# min_line_score = 0.5", "min_line_score = 0.7");
+    assert!(retuned.contains("max_missed = 3") && retuned.contains("min_line_score = 0.7"));
+    std::fs::write(&board, retuned).unwrap();
+    signal(&child, nix::sys::signal::Signal::SIGHUP);
+    let retuned = wait_line(&stderr, &mut err, |l| l.contains("reload"));
+    assert!(retuned.ends_with("applied: overlay, tracking"), "{retuned}");
+    wait_line(&stdout, &mut out, |l| persons(l) == Some(before));
+
     // Same process, the same one descriptor on the pipe, the writer never cut off.
     assert_eq!(
         fds_on(pid, &pipe),
@@ -289,18 +301,18 @@ fn sighup_changes_the_threshold_keeps_the_camera_and_rejects_a_bad_config() {
         "the camera was not reopened"
     );
     // Status is rewritten once a second: on a fast machine the reloads above all happen before
-    // the next write, so read it until it has them (the third may not be in it yet).
+    // the next write, so read it until it has them (the last may not be in it yet).
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         let json = kith_status(&dir, &["--json"]);
         let status: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-        if status["reloads"].as_u64().unwrap() >= 2 || Instant::now() > deadline {
+        if status["reloads"].as_u64().unwrap() >= 3 || Instant::now() > deadline {
             break status;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(status["pid"], pid);
-    assert!(status["reloads"].as_u64().unwrap() >= 2, "{status}");
+    assert!(status["reloads"].as_u64().unwrap() >= 3, "{status}");
 
     // systemd gets the status summary every 5 s: wait for the first one (a fast machine runs all
     // of the above in less).

@@ -279,12 +279,25 @@ impl Pipeline {
         self.overlay = settings;
     }
 
+    /// Tracking and smoothing settings from the next frame (a reload's `[tracking]`): the tracks
+    /// and smoothed scores start afresh; new track ids go on from the last one.
+    pub fn set_tracking(&mut self, tracker: TrackerSettings, smoothing: SmoothingSettings) {
+        self.tracker.restart(tracker);
+        self.smoother = Smoother::new(smoothing, tracker.max_missed);
+        self.last_smoothed = None;
+    }
+
     /// Takes over from `previous` (a pipeline replaced by one with other models): frame numbers
-    /// go on from its last one, its latency profile is kept, and so is its stop flag.
+    /// go on from its last one, its tracks, smoothed scores, overlay settings, latency profile and
+    /// stop flag are kept.
     pub fn continue_from(&mut self, previous: &Pipeline) {
         self.next_frame = previous.next_frame;
         self.profile = previous.profile.clone();
         self.interrupt = previous.interrupt.clone();
+        self.tracker = previous.tracker.clone();
+        self.smoother = previous.smoother.clone();
+        self.last_smoothed = previous.last_smoothed;
+        self.overlay = previous.overlay;
     }
 
     /// The relation model's file and weights.

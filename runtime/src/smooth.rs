@@ -41,7 +41,7 @@ struct PairState {
 }
 
 /// The smoothed relations of the tracked pairs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Smoother {
     settings: SmoothingSettings,
     /// Frames a pair is remembered without being seen (its tracks may come back).

@@ -89,7 +89,7 @@ impl Track {
 }
 
 /// The tracks of a stream of frames.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Tracker {
     settings: TrackerSettings,
     tracks: HVec<Track, MAX_TRACKS>,
@@ -107,6 +107,14 @@ impl Tracker {
             next_id: 1,
             last_frame: None,
         }
+    }
+
+    /// Ends every track and takes `settings` from the next frame; ids go on from the last one
+    /// given, so none is reused.
+    pub fn restart(&mut self, settings: TrackerSettings) {
+        self.settings = settings;
+        self.tracks.clear();
+        self.last_frame = None;
     }
 
     /// Sets `track` of each of `persons`, detected in `image`: continues the tracks they match and
@@ -452,6 +460,21 @@ mod tests {
         let mut persons = [Person::new(0, b, 0.9)];
         assert!(tracker.update(&other, &mut persons));
         assert_eq!(persons[0].track, 2);
+    }
+
+    #[test]
+    fn a_restart_ends_the_tracks_and_never_reuses_an_id() {
+        let mut tracker = Tracker::new(TrackerSettings::default());
+        let b = person_box(100.0, 60.0);
+        assert_eq!(step(&mut tracker, &[(b, RED)]), [1]);
+        let settings = TrackerSettings {
+            max_missed: 2,
+            ..TrackerSettings::default()
+        };
+        tracker.restart(settings);
+        assert_eq!(tracker.settings, settings);
+        assert_eq!(step(&mut tracker, &[(b, RED)]), [2]);
+        assert_eq!(step(&mut tracker, &[(b, RED)]), [2]);
     }
 
     #[test]
