@@ -11,6 +11,7 @@ pub mod alloc_count;
 pub mod canvas;
 pub mod detect;
 mod error;
+mod im2col;
 pub mod image;
 mod int8;
 pub mod labels;

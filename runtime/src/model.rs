@@ -88,7 +88,7 @@ pub(crate) fn file_name_of(path: &Path) -> String {
 }
 
 /// Loads, types and optimises an ONNX file as kith runs it, then applies kith's INT8 passes
-/// ([`crate::int8`]). Errors name the file.
+/// ([`crate::int8`], [`crate::im2col`]). Errors name the file.
 pub fn load_optimized(path: &Path) -> Result<(TypedModel, BTreeMap<String, String>)> {
     let load_err = |cause: TractError| Error::load(path, cause);
     let meta = std::fs::metadata(path).map_err(|e| Error::load(path, e))?;
@@ -113,6 +113,7 @@ pub fn load_optimized(path: &Path) -> Result<(TypedModel, BTreeMap<String, Strin
     let mut typed = model.into_optimized().map_err(load_err)?;
     crate::int8::speed_up_quantisation(&mut typed)
         .and_then(|_| crate::int8::tabulate_dequantised_chains(&mut typed))
+        .and_then(|_| crate::im2col::speed_up_im2col(&mut typed))
         .map_err(load_err)?;
     Ok((typed, metadata))
 }

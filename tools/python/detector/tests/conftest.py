@@ -11,12 +11,26 @@ import common  # noqa: E402
 
 SHIPPED = os.path.join(common.MODELS, "person-detector.onnx")
 SHIPPED_ALT = os.path.join(common.MODELS, "person-detector-alt.onnx")
+SHIPPED_320 = os.path.join(common.MODELS, "person-detector-320.onnx")
+SHIPPED_INT8 = os.path.join(common.MODELS, "person-detector.int8.onnx")
 
 
 @pytest.fixture(scope="session")
 def shipped():
     assert os.path.exists(SHIPPED), "models/person-detector.onnx missing: run make_nanodet.py"
     return SHIPPED
+
+
+@pytest.fixture(scope="session")
+def shipped_320():
+    assert os.path.exists(SHIPPED_320), "models/person-detector-320.onnx missing: run make_nanodet.py --size 320"
+    return SHIPPED_320
+
+
+@pytest.fixture(scope="session")
+def shipped_int8():
+    assert os.path.exists(SHIPPED_INT8), "models/person-detector.int8.onnx missing: run quantize.py"
+    return SHIPPED_INT8
 
 
 @pytest.fixture(scope="session")

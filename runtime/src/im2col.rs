@@ -1,0 +1,431 @@
+//! A faster int8 im2col for tract's convolutions on the K=4-inner int8 kernels.
+//!
+//! tract 0.23.9 lowers a `QLinearConv` with a kernel larger than 1x1 to an `Im2col` node that
+//! writes the patches straight into the packed layout of the int8 kernel. On the `PackedI8K4`
+//! layout (4 K values per lane: x86_64's AVX-512 VNNI and AVX2 kernels) its writer is fed one K row
+//! at a time across every panel, one byte every 4, so each K row touches every panel of a buffer of
+//! megabytes: in the INT8 person detector this `Im2col` took more time than the int8 matrix
+//! products themselves (docs/perf.md, "The detector in INT8"). tract's f32 convolutions pack
+//! lazily and do not have this cost.
+//!
+//! [`Im2colI8K4`] computes the same bytes in two cache-friendly passes over chunks of whole
+//! panels (about 128 KiB of patches each): the plain `[K, chunk]` patch matrix row by row
+//! (contiguous copies where the stride is 1), then the packing panel by panel, as tract's own
+//! `PackedI8K4::pack_view` lays it out. [`speed_up_im2col`] swaps it in for every
+//! `Im2col` node it covers (one group, i8 input in NCHW/CHW, 2-D kernel, padding value 0, the
+//! `PackedI8K4` output format); other `Im2col` nodes (f32, the ARM `PackedFormat` layout, grouped
+//! convolutions) stay tract's.
+
+use multiversion::multiversion;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::conv::Im2Col;
+use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::tract_linalg::mmm::{
+    EagerPackedInput, MMMInputValue, PackedExoticFact, PackedMatrixStorage,
+};
+use tract_onnx::tract_core::tract_linalg::pack::PackedI8K4;
+
+/// Size of the patch matrix of one chunk of columns (see [`Im2colI8K4::packed`]).
+const CHUNK_BYTES: usize = 128 * 1024;
+
+std::thread_local! {
+    /// The patch matrix of pass 1 for one chunk of columns, kept per thread between calls.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One output line of pass 1 ([`Im2colI8K4::patches`]): zeros outside `x_lo..x_hi`, inside it
+/// `src[x0 + i * sx]`. Compiled per SIMD level as [`pack_k4`].
+#[multiversion(targets = "simd")]
+fn copy_line(line: &mut [u8], src: &[u8], x_lo: usize, x_hi: usize, x0: usize, sx: usize) {
+    line[..x_lo].fill(0);
+    line[x_hi..].fill(0);
+    if sx == 1 {
+        line[x_lo..x_hi].copy_from_slice(&src[x0..x0 + (x_hi - x_lo)]);
+    } else {
+        for (d, s) in line[x_lo..x_hi]
+            .iter_mut()
+            .zip(src[x0..].iter().step_by(sx))
+        {
+            *d = *s;
+        }
+    }
+}
+
+/// Pass 2 of [`Im2colI8K4`], see [`Im2colI8K4::pack`]. Compiled per SIMD level like kith's
+/// quantisation loops (crate::int8): the wider clones, and on x86_64 no false dependency on the
+/// upper register halves that tract-linalg's kernels leave dirty.
+#[multiversion(targets = "simd")]
+fn pack_k4(mat: &[u8], out: &mut [u8], k: usize, n: usize, r: usize, panel_len: usize) {
+    for (p, panel) in out.chunks_exact_mut(panel_len).enumerate() {
+        let m0 = p * r;
+        let pw = r.min(n - m0);
+        for (kb, block) in panel.chunks_exact_mut(r * 4).enumerate() {
+            let k0 = kb * 4;
+            let row = |kk: usize| &mat[kk * n + m0..kk * n + m0 + pw];
+            if k0 + 4 <= k && pw == 8 {
+                interleave4::<8>([row(k0), row(k0 + 1), row(k0 + 2), row(k0 + 3)], block);
+            } else if k0 + 4 <= k && pw == 16 {
+                interleave4::<16>([row(k0), row(k0 + 1), row(k0 + 2), row(k0 + 3)], block);
+            } else {
+                for kk in k0..k.min(k0 + 4) {
+                    for (lane, &v) in block.chunks_exact_mut(4).zip(row(kk)) {
+                        lane[kk - k0] = v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `block[m * 4 + j] = rows[j][m]` for m < R: four K rows of one panel of R lanes (R known at
+/// compile time, so the loop becomes byte shuffles).
+#[inline(always)]
+fn interleave4<const R: usize>(rows: [&[u8]; 4], block: &mut [u8]) {
+    let (Some(a), Some(b), Some(c), Some(d)) = (
+        rows[0].first_chunk::<R>(),
+        rows[1].first_chunk::<R>(),
+        rows[2].first_chunk::<R>(),
+        rows[3].first_chunk::<R>(),
+    ) else {
+        return;
+    };
+    let mut tile = [[0u8; 4]; R];
+    for (m, lane) in tile.iter_mut().enumerate() {
+        *lane = [a[m], b[m], c[m], d[m]];
+    }
+    for (dst, src) in block.chunks_exact_mut(4).zip(&tile) {
+        dst.copy_from_slice(src);
+    }
+}
+
+/// tract's `Im2col` for one group of an i8 NCHW input into the `PackedI8K4` layout, see the
+/// module documentation. Produces the same bytes as tract's op.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Im2colI8K4 {
+    format: PackedI8K4,
+    /// Input channels, height, width.
+    c: usize,
+    h: usize,
+    w: usize,
+    /// Output height and width; N = oh * ow.
+    oh: usize,
+    ow: usize,
+    /// Vertical and horizontal stride.
+    sy: usize,
+    sx: usize,
+    /// (dy, dx) of each kernel tap relative to (yo * sy, xo * sx), padding included, in tract's
+    /// order; K = c * taps.len(), row k = channel * taps + tap.
+    taps: Vec<(isize, isize)>,
+    /// The input has a leading N axis (of 1).
+    has_n: bool,
+}
+
+impl Im2colI8K4 {
+    fn k(&self) -> usize {
+        self.c * self.taps.len()
+    }
+
+    fn n(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Pass 1 for the output columns `m0..m0 + cn`: the `[K, cn]` patch matrix, zero where a tap
+    /// falls in the padding.
+    fn patches(&self, input: &[u8], m0: usize, cn: usize, mat: &mut [u8]) {
+        let (hw, ow) = (self.h * self.w, self.ow);
+        let (h, w, sx) = (self.h as isize, self.w as isize, self.sx as isize);
+        for (row, out) in mat.chunks_exact_mut(cn).enumerate() {
+            let (ci, tap) = (row / self.taps.len(), row % self.taps.len());
+            let (dy, dx) = self.taps[tap];
+            let plane = &input[ci * hw..(ci + 1) * hw];
+            // the output columns whose x = xo * sx + dx lies inside 0..w
+            let x_lo = (((-dx).max(0) + sx - 1) / sx) as usize;
+            let x_hi = (((w - dx).max(0) + sx - 1) / sx) as usize;
+            let (x_lo, x_hi) = (x_lo.min(ow), x_hi.min(ow).max(x_lo.min(ow)));
+            let mut m = m0;
+            while m < m0 + cn {
+                // the part of output line yo inside this chunk: columns xa..xb
+                let (yo, xa) = (m / ow, m % ow);
+                let xb = ow.min(xa + (m0 + cn - m));
+                let line = &mut out[m - m0..m - m0 + (xb - xa)];
+                let y = (yo * self.sy) as isize + dy;
+                let (lo, hi) = (x_lo.clamp(xa, xb), x_hi.clamp(xa, xb));
+                if y < 0 || y >= h || lo >= hi {
+                    line.fill(0);
+                } else {
+                    let src = &plane[y as usize * self.w..(y as usize + 1) * self.w];
+                    let x0 = (lo as isize * sx + dx) as usize;
+                    copy_line(line, src, lo - xa, hi - xa, x0, self.sx);
+                }
+                m += xb - xa;
+            }
+        }
+    }
+
+    fn packed(&self, input: &[u8]) -> TractResult<EagerPackedInput> {
+        let (k, n, r) = (self.k(), self.n(), self.format.r);
+        let panel_len = self.format.single_panel_len(k);
+        let mut buf = Tensor::zero_aligned::<u8>(&[n.div_ceil(r) * panel_len], self.format.align)?;
+        let mut plain = buf.try_as_plain_ram_mut()?;
+        let out = plain.as_slice_mut::<u8>()?;
+        // Columns in chunks of whole panels whose [K, chunk] patch matrix stays within about
+        // 128 KiB, so that pass 2 reads it from cache.
+        let chunk = ((CHUNK_BYTES / k.max(1)) / r).max(1) * r;
+        let mut mat = SCRATCH.with(|s| s.take());
+        for (c, panels) in out.chunks_mut(chunk / r * panel_len).enumerate() {
+            let m0 = c * chunk;
+            let cn = chunk.min(n - m0);
+            mat.resize(k * cn, 0);
+            self.patches(input, m0, cn, &mut mat[..k * cn]);
+            pack_k4(&mat[..k * cn], panels, k, cn, r, panel_len);
+        }
+        SCRATCH.with(|s| s.replace(mat));
+        Ok(EagerPackedInput {
+            fact: PackedExoticFact {
+                format: Box::new(self.format.clone()),
+                mn: n.to_dim(),
+                k,
+            },
+            packed: Arc::new(buf.into_blob()?),
+            panel_bytes: panel_len,
+            mn: n,
+        })
+    }
+}
+
+impl Op for Im2colI8K4 {
+    fn name(&self) -> StaticName {
+        "Im2colI8K4".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "k: {} n: {} r: {}",
+            self.k(),
+            self.n(),
+            self.format.r
+        )])
+    }
+
+    tract_onnx::tract_core::op_as_typed_op!();
+}
+
+impl EvalOp for Im2colI8K4 {
+    tract_onnx::tract_core::op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = &inputs[0]; // inputs[1], if any, is the zero padding value
+        let dt = input.datum_type();
+        let bytes = input.try_as_plain_ram()?.as_bytes();
+        ensure!(
+            bytes.len() == self.c * self.h * self.w,
+            "Im2colI8K4: input of {} bytes, expected {}",
+            bytes.len(),
+            self.c * self.h * self.w
+        );
+        let value: Box<dyn MMMInputValue> = Box::new(self.packed(bytes)?);
+        let output = PackedMatrixStorage::new_batched(&[1, 1], tvec!(value)).into_tensor(dt);
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for Im2colI8K4 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type.unquantized() == i8::datum_type());
+        let fact = PackedExoticFact {
+            format: Box::new(self.format.clone()),
+            mn: self.n().to_dim(),
+            k: self.k(),
+        };
+        Ok(tvec!(inputs[0]
+            .datum_type
+            .fact([1usize, 1])
+            .with_exotic_fact(fact)))
+    }
+
+    tract_onnx::tract_core::as_op!();
+}
+
+/// The [`Im2colI8K4`] that computes what `node` computes, if it covers it.
+fn replacement(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Im2colI8K4>> {
+    let Some(op) = node.op_as::<Im2Col>() else {
+        return Ok(None);
+    };
+    if op.group != 1 {
+        return Ok(None);
+    }
+    // The optional second input is the padding value (the input's zero point): only zero is covered.
+    match node.inputs[..] {
+        [_] => {}
+        [_, pad] => {
+            let zero = model.outlet_fact(pad)?.konst.as_ref().and_then(|t| {
+                t.try_as_plain_ram()
+                    .ok()
+                    .map(|p| p.as_bytes().iter().all(|&b| b == 0))
+            });
+            if zero != Some(true) {
+                return Ok(None);
+            }
+        }
+        _ => return Ok(None),
+    }
+    let input = model.outlet_fact(node.inputs[0])?;
+    if input.datum_type.unquantized() != i8::datum_type() || input.is_exotic() {
+        return Ok(None);
+    }
+    let Some(shape) = input.shape.as_concrete() else {
+        return Ok(None);
+    };
+    let Some(packed) = node.outputs[0]
+        .fact
+        .exotic_fact()
+        .and_then(|f| f.downcast_ref::<PackedExoticFact>())
+    else {
+        return Ok(None);
+    };
+    let Some(format) = packed.format.downcast_ref::<PackedI8K4>() else {
+        return Ok(None);
+    };
+    let spec = &op.pool_spec;
+    let has_n = match spec.data_format {
+        DataFormat::NCHW => true,
+        DataFormat::CHW => false,
+        _ => return Ok(None),
+    };
+    if spec.kernel_shape.len() != 2 || (has_n && shape[0] != 1) {
+        return Ok(None);
+    }
+    let dims: TVec<TDim> = shape.iter().map(|d| d.to_dim()).collect();
+    let geo = spec.compute_geo(&dims)?;
+    let geo = geo.to_concrete(shape)?;
+    let ishape = &geo.input_shape;
+    let (c, hw) = (*ishape.c(), ishape.hw_dims());
+    let (h, w) = (hw[0], hw[1]);
+    if *ishape.w_stride() != 1 || *ishape.h_stride() != w || *ishape.c_stride() != h * w {
+        return Ok(None);
+    }
+    let patch = &geo.patch;
+    let taps: Vec<(isize, isize)> = patch
+        .data_field
+        .outer_iter()
+        .map(|row| (row[0], row[1]))
+        .collect();
+    let candidate = Im2colI8K4 {
+        format: format.clone(),
+        c,
+        h,
+        w,
+        oh: patch.output_shape[0],
+        ow: patch.output_shape[1],
+        sy: patch.spec.strides[0],
+        sx: patch.spec.strides[1],
+        taps,
+        has_n,
+    };
+    if candidate.k() != packed.k || packed.mn.to_usize().ok() != Some(candidate.n()) {
+        return Ok(None);
+    }
+    Ok(Some(candidate))
+}
+
+/// Replaces every `Im2col` node of an optimised graph that [`Im2colI8K4`] covers; returns how
+/// many changed. The values computed are the same.
+pub fn speed_up_im2col(model: &mut TypedModel) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in 0..model.nodes().len() {
+        if let Some(op) = replacement(model, model.node(id))? {
+            model.node_mut(id).op = Box::new(op);
+            replaced += 1;
+        }
+    }
+    Ok(replaced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(model: TypedModel, inputs: &[Tensor]) -> Vec<Vec<u32>> {
+        let plan = model.into_runnable().unwrap();
+        let inputs = inputs.iter().map(|t| t.clone().into_tvalue()).collect();
+        plan.run(inputs)
+            .unwrap()
+            .into_iter()
+            .map(|t| {
+                let t = t.into_tensor();
+                let plain = t.try_as_plain_ram().unwrap();
+                plain
+                    .as_slice::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn pattern(shape: &[usize], step: usize) -> Tensor {
+        let len = shape.iter().product::<usize>();
+        let values: Vec<f32> = (0..len)
+            .map(|i| ((i * step) % 1000) as f32 / 1000.0)
+            .collect();
+        Tensor::from_shape(shape, &values).unwrap()
+    }
+
+    /// `file` with and without the pass gives bit-identical outputs on `inputs`, so the packed
+    /// bytes fed to the int8 kernels are the same; at least `min` nodes were replaced.
+    fn check(file: &str, inputs: &[Tensor], min: usize) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models")
+            .join(file);
+        let model = tract_onnx::onnx()
+            .model_for_path(&path)
+            .unwrap()
+            .into_optimized()
+            .unwrap();
+        let mut patched = model.clone();
+        let replaced = speed_up_im2col(&mut patched).unwrap();
+        assert!(replaced >= min, "{file}: {replaced} Im2col nodes replaced");
+        assert_eq!(run(model, inputs), run(patched, inputs), "{file}");
+    }
+
+    /// The INT8 detector: 3x3 convolutions of strides 1 and 2 with padding 1, the 3-channel stem,
+    /// output widths that are and are not multiples of the panel width, chunks that split output
+    /// lines.
+    #[test]
+    fn im2col_pass_gives_bit_identical_detector_outputs() {
+        check(
+            "person-detector.int8.onnx",
+            &[pattern(&[1, 3, 416, 416], 7919)],
+            25,
+        );
+    }
+
+    /// GRITv2-S INT8 (its patch-embedding convolutions): every model kith loads goes through the
+    /// pass.
+    #[test]
+    fn im2col_pass_gives_bit_identical_gritv2_outputs() {
+        let boxes = Tensor::from_shape(
+            &[1, 8, 4],
+            &[
+                [0.1f32, 0.1, 0.4, 0.9],
+                [0.5, 0.2, 0.9, 0.8],
+                [0.3, 0.3, 0.6, 0.7],
+            ]
+            .iter()
+            .cycle()
+            .take(8)
+            .flatten()
+            .copied()
+            .collect::<Vec<f32>>(),
+        )
+        .unwrap();
+        let mask = Tensor::from_shape(&[1, 8], &[1f32, 1., 1., 0., 0., 0., 0., 0.]).unwrap();
+        check(
+            "gritv2-s.int8.onnx",
+            &[pattern(&[1, 3, 224, 224], 6131), boxes, mask],
+            1,
+        );
+    }
+}
