@@ -30,6 +30,9 @@ pub struct ModelFile {
     outputs: Vec<TensorSpec>,
     input_tensors: Vec<Arc<Tensor>>,
     metadata: BTreeMap<String, String>,
+    /// The thread pool of tract's matrix products when `threads > 1`: the plan runs on one of its
+    /// workers (see [`ModelFile::run`]).
+    executor: Option<multithread::Executor>,
 }
 
 impl std::fmt::Debug for ModelFile {
@@ -171,6 +174,7 @@ impl ModelFile {
         if threads > 1 {
             options.executor = Some(multithread::Executor::multithread(threads));
         }
+        let executor = options.executor.clone();
         let plan: Plan = typed
             .into_runnable_with_options(&options)
             .map_err(load_err)?;
@@ -187,6 +191,7 @@ impl ModelFile {
             outputs,
             input_tensors,
             metadata,
+            executor,
         })
     }
 
@@ -290,9 +295,15 @@ impl ModelFile {
             .iter()
             .map(|t| TValue::from_const(t.clone()))
             .collect();
-        self.state
-            .run(inputs)
-            .map_err(|e| Error::run(self.path.display(), e))
+        let state = &mut self.state;
+        let result = match &self.executor {
+            // On a worker of the pool, tract's per-op `install` runs inline: each split product or
+            // element-wise op wakes the other worker only, not a worker and then this thread again
+            // (kith issue 13, docs/int8.md "Threads").
+            Some(multithread::Executor::MultiThread(pool)) => pool.install(|| state.run(inputs)),
+            _ => state.run(inputs),
+        };
+        result.map_err(|e| Error::run(self.path.display(), e))
     }
 }
 

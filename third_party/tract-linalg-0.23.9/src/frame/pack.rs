@@ -1267,6 +1267,22 @@ impl PackedI8K4 {
                 let pw = self.r.min(mn - p * self.r);
                 let panel = dst.add(p * pl);
                 let mn0 = (p * self.r) as isize;
+                if ks == 1 {
+                    // K contiguous in the source (an activation [mn, k]), kith issue 13: the 4
+                    // K bytes of a lane are one unaligned 4-byte copy, the K tail bytewise.
+                    for lm in 0..pw {
+                        let srow = src.offset((mn0 + lm as isize) * ms);
+                        let dlane = panel.add(lm * 4);
+                        for kb in 0..k / 4 {
+                            let quad = (srow.add(kb * 4) as *const [i8; 4]).read_unaligned();
+                            (dlane.add(kb * self.r * 4) as *mut [i8; 4]).write_unaligned(quad);
+                        }
+                        for kk in k / 4 * 4..k {
+                            *dlane.add(kk / 4 * self.r * 4 + kk % 4) = *srow.add(kk);
+                        }
+                    }
+                    continue;
+                }
                 for kb in 0..kblocks {
                     for kr in 0..4 {
                         let kk = kb * 4 + kr;
