@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use common::{board_with_camera, demo_frame, jpeg, repo, temp_dir};
 
 /// How far above the ordinary run a hostile input may take kith's peak resident size.
-const PEAK_MARGIN_KB: i64 = 24 * 1024;
+const PEAK_MARGIN_KB: libc::c_long = 24 * 1024;
 
 /// A finished child kith: exit code, stderr, peak resident size (KiB).
 struct Run {
     code: i32,
     stderr: String,
-    max_rss_kb: i64,
+    max_rss_kb: libc::c_long,
     lines: usize,
 }
 

@@ -63,8 +63,9 @@ impl Pool {
     /// The slot of `layout`, claiming a free one when `claim` (None when the table is full).
     fn slot(&mut self, layout: Layout, claim: bool) -> Option<&mut Slot> {
         let (size, align) = (layout.size(), layout.align());
-        let hash = size.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ align;
-        let start = hash >> 7;
+        // Fibonacci hashing in 64 bits on every target (usize is 32 bits on armv7).
+        let hash = (size as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ align as u64;
+        let start = ((hash >> 7) % POOL_SLOTS as u64) as usize;
         let ix = (0..POOL_PROBES)
             .map(|p| (start + p) % POOL_SLOTS)
             .find(|&i| {
