@@ -247,6 +247,15 @@ impl TypedOp for Im2colI8K4 {
     tract_onnx::tract_core::as_op!();
 }
 
+/// The packed output of `node` and its layout, when that layout is `PackedI8K4`.
+fn packed_k4_output(node: &TypedNode) -> Option<(&PackedExoticFact, &PackedI8K4)> {
+    let packed = node.outputs[0]
+        .fact
+        .exotic_fact()?
+        .downcast_ref::<PackedExoticFact>()?;
+    Some((packed, packed.format.downcast_ref::<PackedI8K4>()?))
+}
+
 /// The [`Im2colI8K4`] that computes what `node` computes, if it covers it.
 fn replacement(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Im2colI8K4>> {
     let Some(op) = node.op_as::<Im2Col>() else {
@@ -277,14 +286,7 @@ fn replacement(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Im2co
     let Some(shape) = input.shape.as_concrete() else {
         return Ok(None);
     };
-    let Some(packed) = node.outputs[0]
-        .fact
-        .exotic_fact()
-        .and_then(|f| f.downcast_ref::<PackedExoticFact>())
-    else {
-        return Ok(None);
-    };
-    let Some(format) = packed.format.downcast_ref::<PackedI8K4>() else {
+    let Some((packed, format)) = packed_k4_output(node) else {
         return Ok(None);
     };
     let spec = &op.pool_spec;
@@ -377,17 +379,10 @@ mod tests {
     /// int8 kernel packs otherwise (armv7's `armv7neon_mmm_i32_8x4`, arm64 without dotprod), and
     /// there the pass must change nothing.
     fn k4_im2col_nodes(model: &TypedModel) -> usize {
-        let writes_k4 = |node: &TypedNode| {
-            node.outputs[0]
-                .fact
-                .exotic_fact()
-                .and_then(|f| f.downcast_ref::<PackedExoticFact>())
-                .is_some_and(|p| p.format.downcast_ref::<PackedI8K4>().is_some())
-        };
         model
             .nodes()
             .iter()
-            .filter(|n| n.op_is::<Im2Col>() && writes_k4(n))
+            .filter(|n| n.op_is::<Im2Col>() && packed_k4_output(n).is_some())
             .count()
     }
 
