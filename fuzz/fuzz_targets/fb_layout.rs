@@ -23,12 +23,14 @@ fuzz_target!(|input: &[u8]| {
         length: word(i + 1),
         msb_right: word(i + 2),
     };
-    let mut var = FbVarScreeninfo::default();
-    var.bits_per_pixel = word(0);
-    var.red = field(1);
-    var.green = field(4);
-    var.blue = field(7);
-    var.transp = field(10);
+    let var = FbVarScreeninfo {
+        bits_per_pixel: word(0),
+        red: field(1),
+        green: field(4),
+        blue: field(7),
+        transp: field(10),
+        ..Default::default()
+    };
     if let Ok(layout) = PixelLayout::from_var(&var) {
         let _ = layout.to_string();
     }
