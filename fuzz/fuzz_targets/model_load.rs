@@ -4,7 +4,7 @@
 #![no_main]
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 
 use kith_runtime::model::ModelFile;
 use libfuzzer_sys::fuzz_target;
@@ -20,6 +20,11 @@ fn models() -> &'static [Vec<u8>; 2] {
 }
 
 fuzz_target!(|input: &[u8]| {
+    // libfuzzer-sys's panic hook aborts on every panic, even one that is caught: tract panics on
+    // some damaged files and kith's loader turns that into an error. A panic that leaves kith's
+    // API still stops the run (libfuzzer-sys aborts when the target unwinds).
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("{info}"))));
     let Some((&[pick, a, b, c, d], edits)) = input.split_first_chunk::<5>() else {
         return;
     };

@@ -58,6 +58,10 @@ pub enum LoadError {
     NotAFile,
     #[error(transparent)]
     Tract(#[from] TractError),
+    /// tract panicked on the file instead of returning an error (fuzz/model_load found a
+    /// one-byte change to an ONNX constant that does so); the panic's message.
+    #[error("tract failed on it: {0}")]
+    Panicked(String),
 }
 
 /// Why a model run failed.

@@ -30,29 +30,116 @@ use tract_onnx::tract_core::tract_linalg::pack::PackedI8K4;
 const CHUNK_BYTES: usize = 128 * 1024;
 
 std::thread_local! {
-    /// The patch matrix of pass 1 for one chunk of columns, kept per thread between calls.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The patch matrix of pass 1 for one chunk of columns and the chunk's [`Segment`]s, kept per
+    /// thread between calls.
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<Segment>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// The last packed output. Once the matrix product that read it has dropped it, the next
+    /// call writes into it instead of allocating and zeroing a new buffer of megabytes; the
+    /// thread keeps one, as large as its largest output.
+    static OUTPUT: std::cell::RefCell<Option<Arc<Blob>>> = const { std::cell::RefCell::new(None) };
 }
 
-/// One output line of pass 1 ([`Im2colI8K4::patches`]): zeros outside `x_lo..x_hi`, inside it
-/// `src[x0 + i * sx]`. Compiled per SIMD level as [`pack_k4`].
+/// The part of one output line that falls inside a chunk of columns: output row `yo`, columns
+/// `xa..xb`, written at `at` in every row of the chunk's patch matrix. The same for every row,
+/// so [`fill_patches`] computes it once per chunk rather than once per row.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    yo: usize,
+    xa: usize,
+    xb: usize,
+    at: usize,
+}
+
+/// The [`Segment`]s of the output columns `m0..m0 + cn` for output lines of `ow` columns.
+fn segments(ow: usize, m0: usize, cn: usize, out: &mut Vec<Segment>) {
+    out.clear();
+    let mut m = m0;
+    while m < m0 + cn {
+        let (yo, xa) = (m / ow, m % ow);
+        let xb = ow.min(xa + (m0 + cn - m));
+        out.push(Segment {
+            yo,
+            xa,
+            xb,
+            at: m - m0,
+        });
+        m += xb - xa;
+    }
+}
+
+/// Pass 1 of [`Im2colI8K4`] for one chunk of columns: the `[K, cn]` patch matrix, zero where a
+/// tap falls in the padding. One call per chunk, compiled per SIMD level like [`pack_k4`]; the
+/// lines are short (13-208 bytes in the person detector), so the copies are inlined here rather
+/// than left to a call each.
 #[multiversion(targets = "simd")]
-fn copy_line(line: &mut [u8], src: &[u8], x_lo: usize, x_hi: usize, x0: usize, sx: usize) {
-    line[..x_lo].fill(0);
-    line[x_hi..].fill(0);
-    if sx == 1 {
-        line[x_lo..x_hi].copy_from_slice(&src[x0..x0 + (x_hi - x_lo)]);
-    } else {
-        for (d, s) in line[x_lo..x_hi]
-            .iter_mut()
-            .zip(src[x0..].iter().step_by(sx))
-        {
-            *d = *s;
+fn fill_patches(op: &Im2colI8K4, input: &[u8], segments: &[Segment], mat: &mut [u8]) {
+    let h = op.h as isize;
+    let sx = op.sx as isize;
+    let cn = mat.len() / op.k().max(1);
+    let mut rows = mat.chunks_exact_mut(cn.max(1));
+    for plane in input.chunks_exact(op.h * op.w) {
+        for (&(dy, dx), &(x_lo, x_hi)) in op.taps.iter().zip(&op.columns) {
+            let Some(out) = rows.next() else {
+                return;
+            };
+            for s in segments {
+                let line = &mut out[s.at..s.at + (s.xb - s.xa)];
+                let y = (s.yo * op.sy) as isize + dy;
+                let (lo, hi) = (x_lo.clamp(s.xa, s.xb), x_hi.clamp(s.xa, s.xb));
+                if y < 0 || y >= h || lo >= hi {
+                    line.fill(0);
+                    continue;
+                }
+                let src = &plane[y as usize * op.w..(y as usize + 1) * op.w];
+                let (lo, hi) = (lo - s.xa, hi - s.xa);
+                if lo > 0 {
+                    line[..lo].fill(0);
+                }
+                if hi < line.len() {
+                    line[hi..].fill(0);
+                }
+                let x0 = ((lo + s.xa) as isize * sx + dx) as usize;
+                copy_strided(&mut line[lo..hi], &src[x0..], op.sx);
+            }
         }
     }
 }
 
-/// Pass 2 of [`Im2colI8K4`], see [`Im2colI8K4::pack`]. Compiled per SIMD level like kith's
+/// `dst[i] = src[i * stride]`. Lines of up to 32 bytes at stride 1 are copied with two
+/// fixed-size moves that overlap, not a `memcpy` call; stride 2 (the detector's downsampling
+/// convolutions) is written so that it vectorises.
+#[inline(always)]
+fn copy_strided(dst: &mut [u8], src: &[u8], stride: usize) {
+    let n = dst.len();
+    match stride {
+        1 if n > 32 => dst.copy_from_slice(&src[..n]),
+        1 if n >= 16 => {
+            dst[..16].copy_from_slice(&src[..16]);
+            dst[n - 16..].copy_from_slice(&src[n - 16..n]);
+        }
+        1 if n >= 8 => {
+            dst[..8].copy_from_slice(&src[..8]);
+            dst[n - 8..].copy_from_slice(&src[n - 8..n]);
+        }
+        2 => {
+            // whole pairs as far as `src` has them; the last pixel may have no partner
+            for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *d = pair[0];
+            }
+            if n > 0 && src.len() < 2 * n {
+                dst[n - 1] = src[2 * (n - 1)];
+            }
+        }
+        _ => {
+            for (d, s) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+                *d = *s;
+            }
+        }
+    }
+}
+
+/// Pass 2 of [`Im2colI8K4`], see [`Im2colI8K4::packed`]. Compiled per SIMD level like kith's
 /// quantisation loops (crate::int8): the wider clones, and on x86_64 no false dependency on the
 /// upper register halves that tract-linalg's kernels leave dirty.
 #[multiversion(targets = "simd")]
@@ -68,6 +155,8 @@ fn pack_k4(mat: &[u8], out: &mut [u8], k: usize, n: usize, r: usize, panel_len: 
             } else if k0 + 4 <= k && pw == 16 {
                 interleave4::<16>([row(k0), row(k0 + 1), row(k0 + 2), row(k0 + 3)], block);
             } else {
+                // a reused buffer holds an earlier output: every byte is written
+                block.fill(0);
                 for kk in k0..k.min(k0 + 4) {
                     for (lane, &v) in block.chunks_exact_mut(4).zip(row(kk)) {
                         lane[kk - k0] = v;
@@ -117,6 +206,8 @@ pub struct Im2colI8K4 {
     /// (dy, dx) of each kernel tap relative to (yo * sy, xo * sx), padding included, in tract's
     /// order; K = c * taps.len(), row k = channel * taps + tap.
     taps: Vec<(isize, isize)>,
+    /// Per tap, the output columns `lo..hi` whose x = xo * sx + dx lies inside the input.
+    columns: Vec<(usize, usize)>,
     /// The input has a leading N axis (of 1).
     has_n: bool,
 }
@@ -130,64 +221,44 @@ impl Im2colI8K4 {
         self.oh * self.ow
     }
 
-    /// Pass 1 for the output columns `m0..m0 + cn`: the `[K, cn]` patch matrix, zero where a tap
-    /// falls in the padding.
-    fn patches(&self, input: &[u8], m0: usize, cn: usize, mat: &mut [u8]) {
-        let (hw, ow) = (self.h * self.w, self.ow);
-        let (h, w, sx) = (self.h as isize, self.w as isize, self.sx as isize);
-        for (row, out) in mat.chunks_exact_mut(cn).enumerate() {
-            let (ci, tap) = (row / self.taps.len(), row % self.taps.len());
-            let (dy, dx) = self.taps[tap];
-            let plane = &input[ci * hw..(ci + 1) * hw];
-            // the output columns whose x = xo * sx + dx lies inside 0..w
-            let x_lo = (((-dx).max(0) + sx - 1) / sx) as usize;
-            let x_hi = (((w - dx).max(0) + sx - 1) / sx) as usize;
-            let (x_lo, x_hi) = (x_lo.min(ow), x_hi.min(ow).max(x_lo.min(ow)));
-            let mut m = m0;
-            while m < m0 + cn {
-                // the part of output line yo inside this chunk: columns xa..xb
-                let (yo, xa) = (m / ow, m % ow);
-                let xb = ow.min(xa + (m0 + cn - m));
-                let line = &mut out[m - m0..m - m0 + (xb - xa)];
-                let y = (yo * self.sy) as isize + dy;
-                let (lo, hi) = (x_lo.clamp(xa, xb), x_hi.clamp(xa, xb));
-                if y < 0 || y >= h || lo >= hi {
-                    line.fill(0);
-                } else {
-                    let src = &plane[y as usize * self.w..(y as usize + 1) * self.w];
-                    let x0 = (lo as isize * sx + dx) as usize;
-                    copy_line(line, src, lo - xa, hi - xa, x0, self.sx);
-                }
-                m += xb - xa;
-            }
-        }
-    }
-
     fn packed(&self, input: &[u8]) -> TractResult<EagerPackedInput> {
         let (k, n, r) = (self.k(), self.n(), self.format.r);
         let panel_len = self.format.single_panel_len(k);
-        let mut buf = Tensor::zero_aligned::<u8>(&[n.div_ceil(r) * panel_len], self.format.align)?;
-        let mut plain = buf.try_as_plain_ram_mut()?;
-        let out = plain.as_slice_mut::<u8>()?;
+        let len = n.div_ceil(r) * panel_len;
+        let reusable = OUTPUT.with(|o| o.borrow_mut().take()).filter(|blob| {
+            Arc::strong_count(blob) == 1
+                && blob.len() >= len
+                && blob.layout().align() >= self.format.align
+        });
+        let mut blob = match reusable {
+            Some(blob) => blob,
+            None => Arc::new(Tensor::zero_aligned::<u8>(&[len], self.format.align)?.into_blob()?),
+        };
+        let out = match Arc::get_mut(&mut blob) {
+            Some(bytes) => &mut bytes[..len],
+            None => bail!("Im2colI8K4: the output buffer is shared"),
+        };
         // Columns in chunks of whole panels whose [K, chunk] patch matrix stays within about
         // 128 KiB, so that pass 2 reads it from cache.
         let chunk = ((CHUNK_BYTES / k.max(1)) / r).max(1) * r;
-        let mut mat = SCRATCH.with(|s| s.take());
+        let (mut mat, mut parts) = SCRATCH.with(|s| s.take());
         for (c, panels) in out.chunks_mut(chunk / r * panel_len).enumerate() {
             let m0 = c * chunk;
             let cn = chunk.min(n - m0);
             mat.resize(k * cn, 0);
-            self.patches(input, m0, cn, &mut mat[..k * cn]);
+            segments(self.ow, m0, cn, &mut parts);
+            fill_patches(self, input, &parts, &mut mat[..k * cn]);
             pack_k4(&mat[..k * cn], panels, k, cn, r, panel_len);
         }
-        SCRATCH.with(|s| s.replace(mat));
+        SCRATCH.with(|s| s.replace((mat, parts)));
+        OUTPUT.with(|o| o.replace(Some(blob.clone())));
         Ok(EagerPackedInput {
             fact: PackedExoticFact {
                 format: Box::new(self.format.clone()),
                 mn: n.to_dim(),
                 k,
             },
-            packed: Arc::new(buf.into_blob()?),
+            packed: blob,
             panel_bytes: panel_len,
             mn: n,
         })
@@ -313,16 +384,27 @@ fn replacement(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Im2co
         .outer_iter()
         .map(|row| (row[0], row[1]))
         .collect();
+    let (ow, sx) = (patch.output_shape[1], patch.spec.strides[1]);
+    let columns = taps
+        .iter()
+        .map(|&(_, dx)| {
+            let (w, sx) = (w as isize, sx as isize);
+            let lo = (((-dx).max(0) + sx - 1) / sx) as usize;
+            let hi = (((w - dx).max(0) + sx - 1) / sx) as usize;
+            (lo.min(ow), hi.min(ow).max(lo.min(ow)))
+        })
+        .collect();
     let candidate = Im2colI8K4 {
         format: format.clone(),
         c,
         h,
         w,
         oh: patch.output_shape[0],
-        ow: patch.output_shape[1],
+        ow,
         sy: patch.spec.strides[0],
-        sx: patch.spec.strides[1],
+        sx,
         taps,
+        columns,
         has_n,
     };
     if candidate.k() != packed.k || packed.mn.to_usize().ok() != Some(candidate.n()) {

@@ -91,14 +91,29 @@ pub(crate) fn file_name_of(path: &Path) -> String {
 }
 
 /// Loads, types and optimises an ONNX file as kith runs it, then applies kith's INT8 passes
-/// ([`crate::int8`], [`crate::im2col`]). Errors name the file.
+/// ([`crate::int8`], [`crate::im2col`]). Errors name the file. A panic inside tract on a damaged
+/// file is an error too: a model file is input, and input does not bring kith down.
 pub fn load_optimized(path: &Path) -> Result<(TypedModel, BTreeMap<String, String>)> {
-    let load_err = |cause: TractError| Error::load(path, cause);
     let meta = std::fs::metadata(path).map_err(|e| Error::load(path, e))?;
     if !meta.is_file() {
         return Err(Error::load(path, LoadError::NotAFile));
     }
-    let model = tract_onnx::onnx().model_for_path(path).map_err(load_err)?;
+    match std::panic::catch_unwind(|| optimise(path)) {
+        Ok(loaded) => loaded.map_err(|cause| Error::load(path, cause)),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            Err(Error::load(path, LoadError::Panicked(message)))
+        }
+    }
+}
+
+/// [`load_optimized`]'s work with tract: parse, read kith's metadata, optimise, kith's passes.
+fn optimise(path: &Path) -> TractResult<(TypedModel, BTreeMap<String, String>)> {
+    let model = tract_onnx::onnx().model_for_path(path)?;
     let metadata = model
         .properties
         .iter()
@@ -113,11 +128,10 @@ pub fn load_optimized(path: &Path) -> Result<(TypedModel, BTreeMap<String, Strin
             Some((key.to_owned(), value))
         })
         .collect();
-    let mut typed = model.into_optimized().map_err(load_err)?;
-    crate::int8::speed_up_quantisation(&mut typed)
-        .and_then(|_| crate::int8::tabulate_dequantised_chains(&mut typed))
-        .and_then(|_| crate::im2col::speed_up_im2col(&mut typed))
-        .map_err(load_err)?;
+    let mut typed = model.into_optimized()?;
+    crate::int8::speed_up_quantisation(&mut typed)?;
+    crate::int8::tabulate_dequantised_chains(&mut typed)?;
+    crate::im2col::speed_up_im2col(&mut typed)?;
     Ok((typed, metadata))
 }
 

@@ -344,6 +344,30 @@ fn a_truncated_model_fails_with_a_one_line_error_naming_it() {
     assert!(!err.contains('\n'), "{err}");
 }
 
+/// fuzz/model_load's first find: two bytes of the INT8 GRITv2-S file changed (one inside a Gather's
+/// constant indices) made tract panic while optimising ("index out of bounds: the len is 196 but
+/// the index is 589827"). A damaged file is an error naming it, not a crash.
+#[test]
+fn a_model_that_makes_tract_panic_fails_with_an_error_naming_it() {
+    let mut bytes = std::fs::read(model("gritv2-s.int8.onnx")).unwrap();
+    let len = bytes.len();
+    bytes[25_851 % len] = 0x09;
+    bytes[0xff00_0000 % len] = 0xff;
+    let path = std::env::temp_dir().join(format!("kith-damaged-{}.onnx", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    let err = ModelFile::load(&path, 1).map(|_| ()).unwrap_err();
+    std::fs::remove_file(&path).unwrap();
+    let mut chain = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        chain.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    assert!(chain.contains("kith-damaged"), "{chain}");
+    assert!(chain.contains("tract failed on it"), "{chain}");
+    assert!(!err.to_string().contains('\n'), "{err}");
+}
+
 #[test]
 fn a_load_error_keeps_tract_s_cause_for_the_binary_to_render() {
     let bytes = std::fs::read(model("person-detector.onnx")).unwrap();
