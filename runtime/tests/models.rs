@@ -344,6 +344,17 @@ fn a_truncated_model_fails_with_a_one_line_error_naming_it() {
     assert!(!err.contains('\n'), "{err}");
 }
 
+/// `err` and its sources, joined by ": " as the binary prints them.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut chain = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        chain.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    chain
+}
+
 /// fuzz/model_load's first find: two bytes of the INT8 GRITv2-S file changed (one inside a Gather's
 /// constant indices) made tract panic while optimising ("index out of bounds: the len is 196 but
 /// the index is 589827"). A damaged file is an error naming it, not a crash.
@@ -357,12 +368,7 @@ fn a_model_that_makes_tract_panic_fails_with_an_error_naming_it() {
     std::fs::write(&path, &bytes).unwrap();
     let err = ModelFile::load(&path, 1).map(|_| ()).unwrap_err();
     std::fs::remove_file(&path).unwrap();
-    let mut chain = err.to_string();
-    let mut cause = std::error::Error::source(&err);
-    while let Some(c) = cause {
-        chain.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
+    let chain = error_chain(&err);
     assert!(chain.contains("kith-damaged"), "{chain}");
     assert!(chain.contains("tract failed on it"), "{chain}");
     assert!(!err.to_string().contains('\n'), "{err}");
@@ -375,12 +381,7 @@ fn a_load_error_keeps_tract_s_cause_for_the_binary_to_render() {
     std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
     let err = PersonDetector::load(&path, 1, DetectorSettings::default()).unwrap_err();
     std::fs::remove_file(&path).unwrap();
-    let mut chain = err.to_string();
-    let mut cause = std::error::Error::source(&err);
-    while let Some(c) = cause {
-        chain.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
+    let chain = error_chain(&err);
     println!("{chain}");
     assert!(
         matches!(err, kith_runtime::Error::ModelLoad { .. }),
