@@ -58,8 +58,8 @@ pub enum LoadError {
     NotAFile,
     #[error(transparent)]
     Tract(#[from] TractError),
-    /// tract panicked on the file instead of returning an error (fuzz/model_load found a
-    /// one-byte change to an ONNX constant that does so); the panic's message.
+    /// tract panicked on the file instead of returning an error (fuzz/model_load found two changed
+    /// bytes of an ONNX file that make it do so); the panic's message.
     #[error("tract failed on it: {0}")]
     Panicked(String),
 }
