@@ -1,10 +1,12 @@
 //! Model loading from mutated copies of the shipped ONNX files: the input picks a model and a
 //! list of byte edits (offset, value) and a length to cut at; loading the result as kith's
-//! detector or relation model is an error, never a panic.
+//! detector or relation model is an error, never a panic. tract panics on some damaged files;
+//! kith's loader turns that into an error and keeps libfuzzer-sys's aborting panic hook out of it
+//! (`model::load_optimized`), so only a panic that leaves kith's API stops the run.
 #![no_main]
 
 use std::path::PathBuf;
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 
 use kith_runtime::model::ModelFile;
 use libfuzzer_sys::fuzz_target;
@@ -20,11 +22,6 @@ fn models() -> &'static [Vec<u8>; 2] {
 }
 
 fuzz_target!(|input: &[u8]| {
-    // libfuzzer-sys's panic hook aborts on every panic, even one that is caught: tract panics on
-    // some damaged files and kith's loader turns that into an error. A panic that leaves kith's
-    // API still stops the run (libfuzzer-sys aborts when the target unwinds).
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("{info}"))));
     let Some((&[pick, a, b, c, d], edits)) = input.split_first_chunk::<5>() else {
         return;
     };

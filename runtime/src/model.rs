@@ -1,8 +1,10 @@
 //! Loading an ONNX model with tract, checking its inputs and outputs, and running it with input
 //! tensors that are allocated once and refilled in place every frame.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use tract_onnx::prelude::*;
@@ -98,7 +100,11 @@ pub fn load_optimized(path: &Path) -> Result<(TypedModel, BTreeMap<String, Strin
     if !meta.is_file() {
         return Err(Error::load(path, LoadError::NotAFile));
     }
-    match std::panic::catch_unwind(|| optimise(path)) {
+    quiet_loading_panics();
+    LOADING.set(true);
+    let loaded = std::panic::catch_unwind(|| optimise(path));
+    LOADING.set(false);
+    match loaded {
         Ok(loaded) => loaded.map_err(|cause| Error::load(path, cause)),
         Err(panic) => {
             let message = panic
@@ -109,6 +115,26 @@ pub fn load_optimized(path: &Path) -> Result<(TypedModel, BTreeMap<String, Strin
             Err(Error::load(path, LoadError::Panicked(message)))
         }
     }
+}
+
+std::thread_local! {
+    /// Set while this thread is inside tract's loading of a file ([`load_optimized`]).
+    static LOADING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Wraps the process's panic hook, once, so that it says nothing about a panic that
+/// [`load_optimized`] turns into an error naming the file: the user sees that one line, not
+/// tract's panic message before it. Every other panic reaches the hook that was there before.
+fn quiet_loading_panics() {
+    static WRAPPED: Once = Once::new();
+    WRAPPED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !LOADING.get() {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// [`load_optimized`]'s work with tract: parse, read kith's metadata, optimise, kith's passes.
