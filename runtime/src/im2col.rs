@@ -30,9 +30,9 @@ use tract_onnx::tract_core::tract_linalg::pack::PackedI8K4;
 const CHUNK_BYTES: usize = 128 * 1024;
 
 std::thread_local! {
-    /// The patch matrix of pass 1 for one chunk of columns and the chunk's [`Segment`]s, kept per
-    /// thread between calls.
-    static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<Segment>)> =
+    /// The patch matrix of pass 1 for one chunk of columns and the chunk's [`PatchLine`]s, kept
+    /// per thread between calls.
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<PatchLine>)> =
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
     /// The last packed output. Once the matrix product that read it has dropped it, the next
     /// call writes into it instead of allocating and zeroing a new buffer of megabytes; the
@@ -40,80 +40,96 @@ std::thread_local! {
     static OUTPUT: std::cell::RefCell<Option<Arc<Blob>>> = const { std::cell::RefCell::new(None) };
 }
 
-/// The part of one output line that falls inside a chunk of columns: output row `yo`, columns
-/// `xa..xb`, written at `at` in every row of the chunk's patch matrix. The same for every row,
-/// so [`fill_patches`] computes it once per chunk rather than once per row.
+/// What one kernel tap writes for one output line inside a chunk of columns, the same in every
+/// input channel: the `len` bytes at `at` of the tap's row of the patch matrix, zero outside
+/// `lo..hi` (the padding), and there the input plane's bytes from `src` on, every `sx`-th.
+/// [`patch_lines`] works them out once per chunk, so [`fill_patches`] only copies.
 #[derive(Debug, Clone, Copy)]
-struct Segment {
-    yo: usize,
-    xa: usize,
-    xb: usize,
+struct PatchLine {
     at: usize,
+    len: usize,
+    lo: usize,
+    hi: usize,
+    src: usize,
 }
 
-/// The [`Segment`]s of the output columns `m0..m0 + cn` for output lines of `ow` columns.
-fn segments(ow: usize, m0: usize, cn: usize, out: &mut Vec<Segment>) {
+/// The [`PatchLine`]s of the output columns `m0..m0 + cn`, tap by tap, the same number for every
+/// tap (one per output line the chunk touches).
+fn patch_lines(op: &Im2colI8K4, m0: usize, cn: usize, out: &mut Vec<PatchLine>) {
     out.clear();
-    let mut m = m0;
-    while m < m0 + cn {
-        let (yo, xa) = (m / ow, m % ow);
-        let xb = ow.min(xa + (m0 + cn - m));
-        out.push(Segment {
-            yo,
-            xa,
-            xb,
-            at: m - m0,
-        });
-        m += xb - xa;
+    for (&(dy, dx), &(x_lo, x_hi)) in op.taps.iter().zip(&op.columns) {
+        let mut m = m0;
+        while m < m0 + cn {
+            let (yo, xa) = (m / op.ow, m % op.ow);
+            let xb = op.ow.min(xa + (m0 + cn - m));
+            let y = (yo * op.sy) as isize + dy;
+            let (lo, hi) = (x_lo.clamp(xa, xb), x_hi.clamp(xa, xb));
+            let mut line = PatchLine {
+                at: m - m0,
+                len: xb - xa,
+                lo: 0,
+                hi: 0,
+                src: 0,
+            };
+            if y >= 0 && y < op.h as isize && lo < hi {
+                line.lo = lo - xa;
+                line.hi = hi - xa;
+                line.src = y as usize * op.w + (lo as isize * op.sx as isize + dx) as usize;
+            }
+            out.push(line);
+            m += xb - xa;
+        }
     }
 }
 
 /// Pass 1 of [`Im2colI8K4`] for one chunk of columns: the `[K, cn]` patch matrix, zero where a
-/// tap falls in the padding. One call per chunk, compiled per SIMD level like [`pack_k4`]; the
-/// lines are short (13-208 bytes in the person detector), so the copies are inlined here rather
-/// than left to a call each.
+/// tap falls in the padding, from the chunk's [`patch_lines`]. One call per chunk, compiled per
+/// SIMD level like [`pack_k4`]; the lines are short (13-208 bytes in the person detector), so
+/// the copies are inlined here rather than left to a call each.
 #[multiversion(targets = "simd")]
-fn fill_patches(op: &Im2colI8K4, input: &[u8], segments: &[Segment], mat: &mut [u8]) {
-    let h = op.h as isize;
-    let sx = op.sx as isize;
+fn fill_patches(op: &Im2colI8K4, input: &[u8], lines: &[PatchLine], mat: &mut [u8]) {
     let cn = mat.len() / op.k().max(1);
+    let per_tap = lines.len() / op.taps.len().max(1);
     let mut rows = mat.chunks_exact_mut(cn.max(1));
     for plane in input.chunks_exact(op.h * op.w) {
-        for (&(dy, dx), &(x_lo, x_hi)) in op.taps.iter().zip(&op.columns) {
-            let Some(out) = rows.next() else {
+        for tap_lines in lines.chunks_exact(per_tap.max(1)) {
+            let Some(row) = rows.next() else {
                 return;
             };
-            for s in segments {
-                let line = &mut out[s.at..s.at + (s.xb - s.xa)];
-                let y = (s.yo * op.sy) as isize + dy;
-                let (lo, hi) = (x_lo.clamp(s.xa, s.xb), x_hi.clamp(s.xa, s.xb));
-                if y < 0 || y >= h || lo >= hi {
-                    line.fill(0);
-                    continue;
+            for l in tap_lines {
+                let line = &mut row[l.at..l.at + l.len];
+                if l.lo > 0 {
+                    line[..l.lo].fill(0);
                 }
-                let src = &plane[y as usize * op.w..(y as usize + 1) * op.w];
-                let (lo, hi) = (lo - s.xa, hi - s.xa);
-                if lo > 0 {
-                    line[..lo].fill(0);
+                if l.hi < l.len {
+                    line[l.hi..].fill(0);
                 }
-                if hi < line.len() {
-                    line[hi..].fill(0);
+                if l.lo < l.hi {
+                    copy_strided(&mut line[l.lo..l.hi], &plane[l.src..], op.sx);
                 }
-                let x0 = ((lo + s.xa) as isize * sx + dx) as usize;
-                copy_strided(&mut line[lo..hi], &src[x0..], op.sx);
             }
         }
     }
 }
 
-/// `dst[i] = src[i * stride]`. Lines of up to 32 bytes at stride 1 are copied with two
-/// fixed-size moves that overlap, not a `memcpy` call; stride 2 (the detector's downsampling
+/// `dst[i] = src[i * stride]`. Lines at stride 1 are copied with fixed-size moves, the last
+/// two overlapping, not a `memcpy` call; stride 2 (the detector's downsampling
 /// convolutions) is written so that it vectorises.
 #[inline(always)]
 fn copy_strided(dst: &mut [u8], src: &[u8], stride: usize) {
     let n = dst.len();
     match stride {
-        1 if n > 32 => dst.copy_from_slice(&src[..n]),
+        1 if n > 32 => {
+            // 32-byte moves, the last one overlapping the one before
+            let mut i = 0;
+            while i + 32 <= n {
+                dst[i..i + 32].copy_from_slice(&src[i..i + 32]);
+                i += 32;
+            }
+            if i < n {
+                dst[n - 32..].copy_from_slice(&src[n - 32..n]);
+            }
+        }
         1 if n >= 16 => {
             dst[..16].copy_from_slice(&src[..16]);
             dst[n - 16..].copy_from_slice(&src[n - 16..n]);
@@ -144,23 +160,82 @@ fn copy_strided(dst: &mut [u8], src: &[u8], stride: usize) {
 /// upper register halves that tract-linalg's kernels leave dirty.
 #[multiversion(targets = "simd")]
 fn pack_k4(mat: &[u8], out: &mut [u8], k: usize, n: usize, r: usize, panel_len: usize) {
-    for (p, panel) in out.chunks_exact_mut(panel_len).enumerate() {
-        let m0 = p * r;
-        let pw = r.min(n - m0);
-        for (kb, block) in panel.chunks_exact_mut(r * 4).enumerate() {
+    match r {
+        8 => pack_k4_pairs::<8, 16, 64>(mat, out, k, n, panel_len),
+        16 => pack_k4_pairs::<16, 32, 128>(mat, out, k, n, panel_len),
+        _ => {
+            for (p, panel) in out.chunks_exact_mut(panel_len).enumerate() {
+                pack_panel(mat, panel, k, n, r, p * r);
+            }
+        }
+    }
+}
+
+/// [`pack_k4`] for panels of R lanes, two panels at a time where both are whole: each block of 4
+/// K rows is interleaved over their 2R (`R2`) lanes into one tile of `TILE` = 8R bytes, whose
+/// halves are the two panels' blocks. The compiler makes the wider interleave into far fewer
+/// shuffles: with R = 8, about 20 GB/s against 5 one panel at a time (docs/perf.md).
+#[inline(always)]
+fn pack_k4_pairs<const R: usize, const R2: usize, const TILE: usize>(
+    mat: &[u8],
+    out: &mut [u8],
+    k: usize,
+    n: usize,
+    panel_len: usize,
+) {
+    for (pair, panels) in out.chunks_mut(2 * panel_len).enumerate() {
+        let m0 = pair * R2;
+        if panels.len() < 2 * panel_len || m0 + R2 > n {
+            for (p, panel) in panels.chunks_exact_mut(panel_len).enumerate() {
+                pack_panel(mat, panel, k, n, R, m0 + p * R);
+            }
+            continue;
+        }
+        let (first, second) = panels.split_at_mut(panel_len);
+        let blocks = first
+            .chunks_exact_mut(4 * R)
+            .zip(second.chunks_exact_mut(4 * R));
+        for (kb, (b0, b1)) in blocks.enumerate() {
             let k0 = kb * 4;
-            let row = |kk: usize| &mat[kk * n + m0..kk * n + m0 + pw];
-            if k0 + 4 <= k && pw == 8 {
-                interleave4::<8>([row(k0), row(k0 + 1), row(k0 + 2), row(k0 + 3)], block);
-            } else if k0 + 4 <= k && pw == 16 {
-                interleave4::<16>([row(k0), row(k0 + 1), row(k0 + 2), row(k0 + 3)], block);
+            let row = |kk: usize| &mat[kk * n + m0..kk * n + m0 + R2];
+            if k0 + 4 <= k {
+                let mut tile = [0u8; TILE];
+                interleave4::<R2>([row(k0), row(k0 + 1), row(k0 + 2), row(k0 + 3)], &mut tile);
+                b0.copy_from_slice(&tile[..4 * R]);
+                b1.copy_from_slice(&tile[4 * R..]);
             } else {
-                // a reused buffer holds an earlier output: every byte is written
-                block.fill(0);
-                for kk in k0..k.min(k0 + 4) {
-                    for (lane, &v) in block.chunks_exact_mut(4).zip(row(kk)) {
-                        lane[kk - k0] = v;
+                // the last block, K rows past the end are 0
+                for (half, block) in [b0, b1].into_iter().enumerate() {
+                    block.fill(0);
+                    for kk in k0..k {
+                        let lanes = &row(kk)[half * R..(half + 1) * R];
+                        for (lane, &v) in block.chunks_exact_mut(4).zip(lanes) {
+                            lane[kk - k0] = v;
+                        }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// One panel of [`pack_k4`], output columns `m0..` (fewer than `r` in the last panel).
+#[inline(always)]
+fn pack_panel(mat: &[u8], panel: &mut [u8], k: usize, n: usize, r: usize, m0: usize) {
+    let pw = r.min(n - m0);
+    for (kb, block) in panel.chunks_exact_mut(r * 4).enumerate() {
+        let k0 = kb * 4;
+        let row = |kk: usize| &mat[kk * n + m0..kk * n + m0 + pw];
+        if k0 + 4 <= k && pw == 8 {
+            interleave4::<8>([row(k0), row(k0 + 1), row(k0 + 2), row(k0 + 3)], block);
+        } else if k0 + 4 <= k && pw == 16 {
+            interleave4::<16>([row(k0), row(k0 + 1), row(k0 + 2), row(k0 + 3)], block);
+        } else {
+            // a reused buffer holds an earlier output: every byte is written
+            block.fill(0);
+            for kk in k0..k.min(k0 + 4) {
+                for (lane, &v) in block.chunks_exact_mut(4).zip(row(kk)) {
+                    lane[kk - k0] = v;
                 }
             }
         }
@@ -241,16 +316,16 @@ impl Im2colI8K4 {
         // Columns in chunks of whole panels whose [K, chunk] patch matrix stays within about
         // 128 KiB, so that pass 2 reads it from cache.
         let chunk = ((CHUNK_BYTES / k.max(1)) / r).max(1) * r;
-        let (mut mat, mut parts) = SCRATCH.with(|s| s.take());
+        let (mut mat, mut lines) = SCRATCH.with(|s| s.take());
         for (c, panels) in out.chunks_mut(chunk / r * panel_len).enumerate() {
             let m0 = c * chunk;
             let cn = chunk.min(n - m0);
             mat.resize(k * cn, 0);
-            segments(self.ow, m0, cn, &mut parts);
-            fill_patches(self, input, &parts, &mut mat[..k * cn]);
+            patch_lines(self, m0, cn, &mut lines);
+            fill_patches(self, input, &lines, &mut mat[..k * cn]);
             pack_k4(&mat[..k * cn], panels, k, cn, r, panel_len);
         }
-        SCRATCH.with(|s| s.replace((mat, parts)));
+        SCRATCH.with(|s| s.replace((mat, lines)));
         OUTPUT.with(|o| o.replace(Some(blob.clone())));
         Ok(EagerPackedInput {
             fact: PackedExoticFact {

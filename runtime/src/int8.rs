@@ -18,6 +18,8 @@
 use multiversion::multiversion;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::array::TypedConcat;
+use tract_onnx::tract_core::ops::cnn::OptMaxPool;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8};
 
@@ -217,6 +219,59 @@ impl TypedOp for DequantizeTable {
     tract_onnx::tract_core::as_op!();
 }
 
+/// i8 -> i8 through a 256-entry table: a [`DequantizeTable`] and the quantisation after it (with
+/// data movement in between that commutes with them, see [`requantise_tables`]). Entry `i` holds
+/// the result for the i8 value `i as u8 as i8`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequantiseTable {
+    pub table: Vec<i8>,
+    /// The ops the table stands for, for reports.
+    pub ops: String,
+}
+
+/// `ys[i] = table[xs[i] as u8]`, see [`RequantiseTable`].
+#[multiversion(targets = "simd")]
+fn requantise_into(xs: &[i8], ys: &mut [i8], table: &[i8; 256]) {
+    for (y, &x) in ys.iter_mut().zip(xs) {
+        *y = table[x as u8 as usize];
+    }
+}
+
+impl Op for RequantiseTable {
+    fn name(&self) -> StaticName {
+        "RequantiseTable".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![self.ops.clone()])
+    }
+
+    tract_onnx::tract_core::op_as_typed_op!();
+}
+
+impl EvalOp for RequantiseTable {
+    tract_onnx::tract_core::op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let table: &[i8; 256] = self
+            .table
+            .as_slice()
+            .try_into()
+            .map_err(|_| format_err!("RequantiseTable needs 256 entries"))?;
+        let out = map_tensor(&inputs[0], |xs, ys| requantise_into(xs, ys, table))?;
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for RequantiseTable {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type.unquantized() == i8::datum_type());
+        Ok(tvec!(i8::fact(inputs[0].shape.clone())))
+    }
+
+    tract_onnx::tract_core::as_op!();
+}
+
 /// The element-wise f32 -> f32 ops that follow `dq` one after the other, each the only consumer
 /// of the one before.
 fn element_wise_chain<'m>(
@@ -294,6 +349,120 @@ pub fn tabulate_dequantised_chains(model: &mut TypedModel) -> TractResult<usize>
         *model = std::mem::take(model).into_compact()?;
     }
     Ok(folded)
+}
+
+/// The [`RequantiseTable`] of `table` followed by `quantize`, through `between` (for reports).
+fn requantised(table: &DequantizeTable, between: &str, quantize: &QuantizeI8) -> RequantiseTable {
+    let mut values = vec![0i8; 256];
+    quantize_into(
+        &table.table,
+        &mut values,
+        quantize.scale,
+        quantize.zero_point,
+    );
+    RequantiseTable {
+        table: values,
+        ops: format!("{} ->{between} QuantizeI8", table.ops),
+    }
+}
+
+/// Whether `table` never decreases from i8 -128 to 127 (entry order 128..=255, then 0..=127), so
+/// that a max-pool gives the same result before the table as after it.
+fn non_decreasing(table: &DequantizeTable) -> bool {
+    let in_value_order: Vec<f32> = (-128i8..=127)
+        .map(|v| table.table[v as u8 as usize])
+        .collect();
+    in_value_order.windows(2).all(|w| w[0] <= w[1])
+}
+
+/// The [`QuantizeI8`] that is the only consumer of `node`, if there is one.
+fn quantised_by<'m>(
+    model: &'m TypedModel,
+    node: &TypedNode,
+) -> TractResult<Option<&'m QuantizeI8>> {
+    Ok(model
+        .single_succ(node.id)?
+        .and_then(|next| next.op_as::<QuantizeI8>()))
+}
+
+/// The patch that keeps node `id`'s values in i8 until the next quantisation, if `id` starts one
+/// of these patterns (`T` a [`DequantizeTable`], `Q` a [`QuantizeI8`], each the only consumer of
+/// the node before):
+/// - `T -> Q`: one i8 -> i8 table (`Q` of `T`);
+/// - `T -> max-pool -> Q`, with `T` non-decreasing: the max-pool on the i8 input, then the table;
+/// - `concat(T1, T2, ...) -> Q`: each input through its own i8 -> i8 table, then the concat in
+///   i8 (the `Ti` may have other consumers, which keep them).
+fn requantise_patch(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+    let node = model.node(id);
+    let mut patch = TypedModelPatch::default();
+    if let Some(table) = node.op_as::<DequantizeTable>() {
+        let Some(next) = model.single_succ(id)? else {
+            return Ok(None);
+        };
+        let (quantize, last, pool) = if let Some(q) = next.op_as::<QuantizeI8>() {
+            (q, next, None)
+        } else if let Some(pool) = next.op_as::<OptMaxPool>() {
+            let Some(q) = quantised_by(model, next)? else {
+                return Ok(None);
+            };
+            if pool.with_index_outputs.is_some() || !non_decreasing(table) {
+                return Ok(None);
+            }
+            let Some(last) = model.single_succ(next.id)? else {
+                return Ok(None);
+            };
+            (q, last, Some(next))
+        } else {
+            return Ok(None);
+        };
+        let mut wire = patch.tap_model(model, node.inputs[0])?;
+        if let Some(pool) = pool {
+            wire = patch.wire_node(&*pool.name, pool.op.clone(), &[wire])?[0];
+        }
+        let between = if pool.is_some() { " MaxPool ->" } else { "" };
+        wire = patch.wire_node(&*last.name, requantised(table, between, quantize), &[wire])?[0];
+        patch.shunt_outside(model, OutletId::new(last.id, 0), wire)?;
+        return Ok(Some(patch));
+    }
+    if node.op_is::<TypedConcat>() {
+        let (Some(quantize), Some(last)) = (quantised_by(model, node)?, model.single_succ(id)?)
+        else {
+            return Ok(None);
+        };
+        let mut wires = tvec![];
+        for input in &node.inputs {
+            let source = model.node(input.node);
+            let Some(table) = source.op_as::<DequantizeTable>() else {
+                return Ok(None);
+            };
+            let wire = patch.tap_model(model, source.inputs[0])?;
+            let name = format!("{}.requantised", source.name);
+            let op = requantised(table, " Concat ->", quantize);
+            wires.push(patch.wire_node(name, op, &[wire])?[0]);
+        }
+        let wire = patch.wire_node(&*node.name, node.op.clone(), &wires)?[0];
+        patch.shunt_outside(model, OutletId::new(last.id, 0), wire)?;
+        return Ok(Some(patch));
+    }
+    Ok(None)
+}
+
+/// Keeps activations in i8 from a [`DequantizeTable`] to the next quantisation where nothing in
+/// between needs f32 (see [`requantise_patch`]); returns how many patterns changed. Run it after
+/// [`tabulate_dequantised_chains`]. The values computed are the same: the tables are those ops'
+/// values on the 256 inputs, quantised as [`QuantizeI8`] quantises.
+pub fn requantise_tables(model: &mut TypedModel) -> TractResult<usize> {
+    let mut changed = 0;
+    for id in 0..model.nodes().len() {
+        if let Some(patch) = requantise_patch(model, id)? {
+            patch.apply(model)?;
+            changed += 1;
+        }
+    }
+    if changed > 0 {
+        *model = std::mem::take(model).into_compact()?;
+    }
+    Ok(changed)
 }
 
 /// The vectorised op that computes what `node` computes, if `node` is an f32 -> i8
@@ -476,6 +645,170 @@ mod tests {
         let mut fast = qdq_model(4.0, 0, 8);
         speed_up_quantisation(&mut fast).unwrap();
         assert_eq!(tabulate_dequantised_chains(&mut fast).unwrap(), 0);
+    }
+
+    /// Every i8 value, over and over, as a `[1, channels, h, w]` tensor.
+    fn all_i8(channels: usize, h: usize, w: usize) -> Tensor {
+        let values: Vec<i8> = (0..channels * h * w)
+            .map(|i| (i * 37 % 256) as u8 as i8)
+            .collect();
+        Tensor::from_shape(&[1, channels, h, w], &values).unwrap()
+    }
+
+    /// `x -> DequantizeI8 -> op`, the dequantisation of a quantised convolution's output and an
+    /// element-wise op after it.
+    fn dequantised(model: &mut TypedModel, x: OutletId, scale: f32, op: ElementWiseOp) -> OutletId {
+        let name = format!("dq{}", model.nodes().len());
+        let dq = DequantizeI8 {
+            scale,
+            zero_point: 0,
+        };
+        let wire = model.wire_node(&name, dq, &[x]).unwrap();
+        model.wire_node(format!("{name}.op"), op, &wire).unwrap()[0]
+    }
+
+    fn quantised(model: &mut TypedModel, x: OutletId, scale: f32) -> OutletId {
+        let q = QuantizeI8 {
+            scale,
+            zero_point: 3,
+        };
+        model
+            .wire_node(format!("q{}", model.nodes().len()), q, &[x])
+            .unwrap()[0]
+    }
+
+    /// The bits of every output of `model` on `input`, i8 or f32.
+    fn outputs(model: TypedModel, input: Tensor) -> Vec<Vec<u32>> {
+        let plan = model.into_runnable().unwrap();
+        plan.run(tvec!(input.into_tvalue()))
+            .unwrap()
+            .into_iter()
+            .map(|t| {
+                let plain = t.try_as_plain_ram().unwrap();
+                match plain.as_slice::<i8>() {
+                    Ok(xs) => xs.iter().map(|&x| x as u8 as u32).collect(),
+                    Err(_) => plain
+                        .as_slice::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// `model`, optimised and with kith's quantisation passes, gives the same bits with and
+    /// without [`requantise_tables`], which changes `expected` patterns and leaves `f32_ops`
+    /// f32-output nodes besides the sources.
+    fn check_requantised(model: TypedModel, input: Tensor, expected: usize) -> TypedModel {
+        let mut model = model.into_optimized().unwrap();
+        speed_up_quantisation(&mut model).unwrap();
+        tabulate_dequantised_chains(&mut model).unwrap();
+        let mut fast = model.clone();
+        assert_eq!(requantise_tables(&mut fast).unwrap(), expected);
+        assert_eq!(outputs(model, input.clone()), outputs(fast.clone(), input));
+        fast
+    }
+
+    fn f32_nodes(model: &TypedModel) -> usize {
+        model
+            .nodes()
+            .iter()
+            .filter(|n| {
+                n.outputs
+                    .iter()
+                    .any(|o| o.fact.datum_type == f32::datum_type())
+            })
+            .count()
+    }
+
+    #[test]
+    fn table_then_quantisation_becomes_one_i8_table() {
+        use tract_onnx::tract_core::ops::nn::leaky_relu;
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", i8::fact([1, 2, 16, 16])).unwrap();
+        let t = dequantised(&mut model, x, 0.05, leaky_relu(0.1));
+        let q = quantised(&mut model, t, 17.0);
+        model.select_output_outlets(&[q]).unwrap();
+        let fast = check_requantised(model, all_i8(2, 16, 16), 1);
+        assert_eq!(f32_nodes(&fast), 0, "{fast}");
+    }
+
+    #[test]
+    fn max_pool_moves_before_a_non_decreasing_table() {
+        use tract_onnx::tract_core::ops::cnn::{MaxPool, PaddingSpec, PoolSpec};
+        use tract_onnx::tract_core::ops::nn::leaky_relu;
+        use tract_onnx::tract_core::ops::nn::DataFormat;
+        let pool = |model: &mut TypedModel, x: OutletId| {
+            let spec = PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec![3, 3],
+                padding: PaddingSpec::Explicit(tvec![1, 1], tvec![1, 1]),
+                dilations: None,
+                strides: Some(tvec![2, 2]),
+                input_channels: 2,
+                output_channels: 2,
+            };
+            let op = MaxPool {
+                pool_spec: spec,
+                with_index_outputs: None,
+            };
+            model
+                .wire_node(format!("pool{}", model.nodes().len()), op, &[x])
+                .unwrap()[0]
+        };
+        // LeakyRelu never decreases: the pool moves to i8
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", i8::fact([1, 2, 15, 15])).unwrap();
+        let t = dequantised(&mut model, x, 0.05, leaky_relu(0.1));
+        let p = pool(&mut model, t);
+        let q = quantised(&mut model, p, 17.0);
+        model.select_output_outlets(&[q]).unwrap();
+        let fast = check_requantised(model, all_i8(2, 15, 15), 1);
+        assert_eq!(f32_nodes(&fast), 0, "{fast}");
+        // Abs decreases below 0: the max of the table is not the table of the max
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", i8::fact([1, 2, 15, 15])).unwrap();
+        let t = dequantised(
+            &mut model,
+            x,
+            0.05,
+            tract_onnx::tract_core::ops::math::abs(),
+        );
+        let p = pool(&mut model, t);
+        let q = quantised(&mut model, p, 17.0);
+        model.select_output_outlets(&[q]).unwrap();
+        check_requantised(model, all_i8(2, 15, 15), 0);
+    }
+
+    #[test]
+    fn concat_of_tables_is_quantised_input_by_input() {
+        use tract_onnx::tract_core::ops::nn::leaky_relu;
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", i8::fact([1, 2, 8, 8])).unwrap();
+        let a = dequantised(&mut model, x, 0.05, leaky_relu(0.1));
+        let b = dequantised(
+            &mut model,
+            x,
+            0.02,
+            tract_onnx::tract_core::ops::math::abs(),
+        );
+        let c = model
+            .wire_node("concat", TypedConcat { axis: 1 }, &[a, b])
+            .unwrap()[0];
+        let q = quantised(&mut model, c, 9.0);
+        // `b` is read in f32 as well: it keeps its f32 table
+        model.select_output_outlets(&[q, b]).unwrap();
+        let fast = check_requantised(model, all_i8(2, 8, 8), 1);
+        assert!(fast.nodes().iter().any(|n| n.op_is::<DequantizeTable>()));
+        assert_eq!(
+            fast.nodes()
+                .iter()
+                .filter(|n| n.op_is::<RequantiseTable>())
+                .count(),
+            2
+        );
     }
 
     #[test]

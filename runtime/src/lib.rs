@@ -22,6 +22,7 @@ mod pipeline;
 pub mod profile;
 pub mod relate;
 pub mod relation_choice;
+mod resize;
 mod scene;
 pub mod smooth;
 pub mod track;

@@ -157,7 +157,9 @@ fn optimise(path: &Path) -> TractResult<(TypedModel, BTreeMap<String, String>)> 
     let mut typed = model.into_optimized()?;
     crate::int8::speed_up_quantisation(&mut typed)?;
     crate::int8::tabulate_dequantised_chains(&mut typed)?;
+    crate::int8::requantise_tables(&mut typed)?;
     crate::im2col::speed_up_im2col(&mut typed)?;
+    crate::resize::speed_up_resize(&mut typed)?;
     Ok((typed, metadata))
 }
 
