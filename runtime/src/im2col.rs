@@ -491,38 +491,15 @@ fn replacement(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Im2co
 /// Replaces every `Im2col` node of an optimised graph that [`Im2colI8K4`] covers; returns how
 /// many changed. The values computed are the same.
 pub fn speed_up_im2col(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in 0..model.nodes().len() {
-        if let Some(op) = replacement(model, model.node(id))? {
-            model.node_mut(id).op = Box::new(op);
-            replaced += 1;
-        }
-    }
-    Ok(replaced)
+    crate::passes::swap_ops(model, |model, node| {
+        Ok(replacement(model, node)?.map(|op| Box::new(op) as _))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn run(model: TypedModel, inputs: &[Tensor]) -> Vec<Vec<u32>> {
-        let plan = model.into_runnable().unwrap();
-        let inputs = inputs.iter().map(|t| t.clone().into_tvalue()).collect();
-        plan.run(inputs)
-            .unwrap()
-            .into_iter()
-            .map(|t| {
-                let t = t.into_tensor();
-                let plain = t.try_as_plain_ram().unwrap();
-                plain
-                    .as_slice::<f32>()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect()
-            })
-            .collect()
-    }
+    use crate::passes::{output_bits, shipped_model};
 
     fn pattern(shape: &[usize], step: usize) -> Tensor {
         let len = shape.iter().product::<usize>();
@@ -547,14 +524,7 @@ mod tests {
     /// bytes fed to the int8 kernels are the same; at least `min` nodes were replaced where the
     /// int8 kernel takes `PackedI8K4` (every x86_64 kernel), none where it does not.
     fn check(file: &str, inputs: &[Tensor], min: usize) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../models")
-            .join(file);
-        let model = tract_onnx::onnx()
-            .model_for_path(&path)
-            .unwrap()
-            .into_optimized()
-            .unwrap();
+        let model = shipped_model(file);
         let mut patched = model.clone();
         let k4 = k4_im2col_nodes(&model);
         assert!(
@@ -570,7 +540,11 @@ mod tests {
                 "{file}: {replaced} of {k4} Im2col nodes replaced"
             );
         }
-        assert_eq!(run(model, inputs), run(patched, inputs), "{file}");
+        assert_eq!(
+            output_bits(model, inputs),
+            output_bits(patched, inputs),
+            "{file}"
+        );
     }
 
     /// The INT8 detector: 3x3 convolutions of strides 1 and 2 with padding 1, the 3-channel stem,

@@ -338,17 +338,7 @@ fn table_patch(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPa
 /// one [`DequantizeTable`]; returns how many chains were folded. Run it after
 /// [`speed_up_quantisation`]. The values computed are the same.
 pub fn tabulate_dequantised_chains(model: &mut TypedModel) -> TractResult<usize> {
-    let mut folded = 0;
-    for id in 0..model.nodes().len() {
-        if let Some(patch) = table_patch(model, id)? {
-            patch.apply(model)?;
-            folded += 1;
-        }
-    }
-    if folded > 0 {
-        *model = std::mem::take(model).into_compact()?;
-    }
-    Ok(folded)
+    crate::passes::apply_patches(model, table_patch)
 }
 
 /// The [`RequantiseTable`] of `table` followed by `quantize`, through `between` (for reports).
@@ -452,17 +442,7 @@ fn requantise_patch(model: &TypedModel, id: usize) -> TractResult<Option<TypedMo
 /// [`tabulate_dequantised_chains`]. The values computed are the same: the tables are those ops'
 /// values on the 256 inputs, quantised as [`QuantizeI8`] quantises.
 pub fn requantise_tables(model: &mut TypedModel) -> TractResult<usize> {
-    let mut changed = 0;
-    for id in 0..model.nodes().len() {
-        if let Some(patch) = requantise_patch(model, id)? {
-            patch.apply(model)?;
-            changed += 1;
-        }
-    }
-    if changed > 0 {
-        *model = std::mem::take(model).into_compact()?;
-    }
-    Ok(changed)
+    crate::passes::apply_patches(model, requantise_patch)
 }
 
 /// The vectorised op that computes what `node` computes, if `node` is an f32 -> i8
@@ -497,19 +477,13 @@ fn replacement(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Box<d
 /// Replaces every f32 -> i8 quantisation and i8 -> f32 dequantisation of an optimised graph with
 /// its vectorised equivalent; returns how many nodes changed. The values computed are the same.
 pub fn speed_up_quantisation(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in 0..model.nodes().len() {
-        if let Some(op) = replacement(model, model.node(id))? {
-            model.node_mut(id).op = op;
-            replaced += 1;
-        }
-    }
-    Ok(replaced)
+    crate::passes::swap_ops(model, replacement)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::passes::output_bits;
     use tract_onnx::tract_core::ops::quant::quantize_linear_i8;
 
     /// Runs `model` on `input`, returning its single output.
@@ -677,27 +651,6 @@ mod tests {
             .unwrap()[0]
     }
 
-    /// The bits of every output of `model` on `input`, i8 or f32.
-    fn outputs(model: TypedModel, input: Tensor) -> Vec<Vec<u32>> {
-        let plan = model.into_runnable().unwrap();
-        plan.run(tvec!(input.into_tvalue()))
-            .unwrap()
-            .into_iter()
-            .map(|t| {
-                let plain = t.try_as_plain_ram().unwrap();
-                match plain.as_slice::<i8>() {
-                    Ok(xs) => xs.iter().map(|&x| x as u8 as u32).collect(),
-                    Err(_) => plain
-                        .as_slice::<f32>()
-                        .unwrap()
-                        .iter()
-                        .map(|v| v.to_bits())
-                        .collect(),
-                }
-            })
-            .collect()
-    }
-
     /// `model`, optimised and with kith's quantisation passes, gives the same bits with and
     /// without [`requantise_tables`], which changes `expected` patterns and leaves `f32_ops`
     /// f32-output nodes besides the sources.
@@ -707,7 +660,10 @@ mod tests {
         tabulate_dequantised_chains(&mut model).unwrap();
         let mut fast = model.clone();
         assert_eq!(requantise_tables(&mut fast).unwrap(), expected);
-        assert_eq!(outputs(model, input.clone()), outputs(fast.clone(), input));
+        assert_eq!(
+            output_bits(model, std::slice::from_ref(&input)),
+            output_bits(fast.clone(), &[input])
+        );
         fast
     }
 

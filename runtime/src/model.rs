@@ -92,8 +92,9 @@ pub(crate) fn file_name_of(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Loads, types and optimises an ONNX file as kith runs it, then applies kith's INT8 passes
-/// ([`crate::int8`], [`crate::im2col`]). Errors name the file. A panic inside tract on a damaged
+/// Loads, types and optimises an ONNX file as kith runs it, then applies kith's passes, which
+/// swap tract ops for faster ones computing the same values ([`crate::int8`], [`crate::maxpool`],
+/// [`crate::im2col`], [`crate::resize`]). Errors name the file. A panic inside tract on a damaged
 /// file is an error too: a model file is input, and input does not bring kith down.
 pub fn load_optimized(path: &Path) -> Result<(TypedModel, BTreeMap<String, String>)> {
     let meta = std::fs::metadata(path).map_err(|e| Error::load(path, e))?;
@@ -158,6 +159,7 @@ fn optimise(path: &Path) -> TractResult<(TypedModel, BTreeMap<String, String>)> 
     crate::int8::speed_up_quantisation(&mut typed)?;
     crate::int8::tabulate_dequantised_chains(&mut typed)?;
     crate::int8::requantise_tables(&mut typed)?;
+    crate::maxpool::speed_up_max_pool(&mut typed)?;
     crate::im2col::speed_up_im2col(&mut typed)?;
     crate::resize::speed_up_resize(&mut typed)?;
     Ok((typed, metadata))

@@ -210,40 +210,16 @@ fn replacement(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Resam
 /// Replaces every f32 `Resize` of an optimised graph that [`ResampleF32`] covers; returns how many
 /// changed. The values computed are the same. The scales and sizes inputs stay wired, unread.
 pub fn speed_up_resize(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in 0..model.nodes().len() {
-        if let Some(op) = replacement(model, model.node(id))? {
-            model.node_mut(id).op = Box::new(op);
-            replaced += 1;
-        }
-    }
-    Ok(replaced)
+    crate::passes::swap_ops(model, |model, node| {
+        Ok(replacement(model, node)?.map(|op| Box::new(op) as _))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::passes::{output_bits, shipped_model};
     use tract_onnx::tract_core::ops::nn::{CoordTransformer, Interpolator, Nearest};
-
-    /// The bits of every output of `model` on `inputs`.
-    fn run(model: TypedModel, inputs: &[Tensor]) -> Vec<Vec<u32>> {
-        let plan = model.into_runnable().unwrap();
-        let inputs = inputs.iter().map(|t| t.clone().into_tvalue()).collect();
-        plan.run(inputs)
-            .unwrap()
-            .into_iter()
-            .map(|t| {
-                let t = t.into_tensor();
-                let plain = t.try_as_plain_ram().unwrap();
-                plain
-                    .as_slice::<f32>()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect()
-            })
-            .collect()
-    }
 
     /// Values of both signs, zeros of both signs, large and tiny magnitudes.
     fn pattern(shape: &[usize]) -> Tensor {
@@ -265,7 +241,11 @@ mod tests {
     fn check(model: TypedModel, inputs: &[Tensor], expected: usize, what: &str) {
         let mut patched = model.clone();
         assert_eq!(speed_up_resize(&mut patched).unwrap(), expected, "{what}");
-        assert_eq!(run(model, inputs), run(patched, inputs), "{what}");
+        assert_eq!(
+            output_bits(model, inputs),
+            output_bits(patched, inputs),
+            "{what}"
+        );
     }
 
     /// Every interpolator and coordinate transform tract's `Resize` has, scales up, down, by
@@ -323,15 +303,7 @@ mod tests {
     #[test]
     fn resample_pass_gives_bit_identical_detector_outputs() {
         for file in ["person-detector.onnx", "person-detector.int8.onnx"] {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../models")
-                .join(file);
-            let model = tract_onnx::onnx()
-                .model_for_path(&path)
-                .unwrap()
-                .into_optimized()
-                .unwrap();
-            check(model, &[pattern(&[1, 3, 416, 416])], 4, file);
+            check(shipped_model(file), &[pattern(&[1, 3, 416, 416])], 4, file);
         }
     }
 }
