@@ -171,7 +171,15 @@ fn replacement(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Resam
     let scales: Vec<f32> = match op.optional_scales_input.and_then(|i| node.inputs.get(i)) {
         Some(&scales) => match &model.outlet_fact(scales)?.konst {
             Some(t) if t.len() == input_shape.len() => {
-                t.try_as_plain_ram()?.as_slice::<f32>()?.to_vec()
+                // anything but f32 scales stays tract's to judge
+                match t
+                    .try_as_plain_ram()
+                    .ok()
+                    .and_then(|t| t.as_slice::<f32>().ok())
+                {
+                    Some(scales) => scales.to_vec(),
+                    None => return Ok(None),
+                }
             }
             Some(_) => output_shape
                 .iter()
@@ -299,8 +307,14 @@ mod tests {
     }
 
     /// The person detector's feature pyramid (bilinear, half-pixel, x2 and x0.5), FP32 and INT8:
-    /// all four of its resizes replaced, its outputs unchanged bit for bit.
+    /// all four of its resizes replaced, its outputs unchanged bit for bit. On x86_64 only: under
+    /// qemu its four detector runs cost about half a minute of CI, and the test above compares
+    /// every resize configuration bit for bit on every target.
     #[test]
+    #[cfg_attr(
+        not(target_arch = "x86_64"),
+        ignore = "x86_64 only: four detector runs"
+    )]
     fn resample_pass_gives_bit_identical_detector_outputs() {
         for file in ["person-detector.onnx", "person-detector.int8.onnx"] {
             check(shipped_model(file), &[pattern(&[1, 3, 416, 416])], 4, file);
