@@ -420,13 +420,14 @@ fn requantise_patch(model: &TypedModel, id: usize) -> TractResult<Option<TypedMo
             return Ok(None);
         };
         let mut wires = tvec![];
-        for input in &node.inputs {
+        for (i, input) in node.inputs.iter().enumerate() {
             let source = model.node(input.node);
             let Some(table) = source.op_as::<DequantizeTable>() else {
                 return Ok(None);
             };
             let wire = patch.tap_model(model, source.inputs[0])?;
-            let name = format!("{}.requantised", source.name);
+            // one name per input: the same table may feed the concat twice
+            let name = format!("{}.requantised.{i}", node.name);
             let op = requantised(table, " Concat ->", quantize);
             wires.push(patch.wire_node(name, op, &[wire])?[0]);
         }
@@ -652,8 +653,7 @@ mod tests {
     }
 
     /// `model`, optimised and with kith's quantisation passes, gives the same bits with and
-    /// without [`requantise_tables`], which changes `expected` patterns and leaves `f32_ops`
-    /// f32-output nodes besides the sources.
+    /// without [`requantise_tables`], which changes `expected` patterns; returns the graph after it.
     fn check_requantised(model: TypedModel, input: Tensor, expected: usize) -> TypedModel {
         let mut model = model.into_optimized().unwrap();
         speed_up_quantisation(&mut model).unwrap();
@@ -751,7 +751,7 @@ mod tests {
             tract_onnx::tract_core::ops::math::abs(),
         );
         let c = model
-            .wire_node("concat", TypedConcat { axis: 1 }, &[a, b])
+            .wire_node("concat", TypedConcat { axis: 1 }, &[a, b, a])
             .unwrap()[0];
         let q = quantised(&mut model, c, 9.0);
         // `b` is read in f32 as well: it keeps its f32 table
@@ -763,7 +763,7 @@ mod tests {
                 .iter()
                 .filter(|n| n.op_is::<RequantiseTable>())
                 .count(),
-            2
+            3
         );
     }
 
