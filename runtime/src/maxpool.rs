@@ -215,8 +215,10 @@ fn replacement(
     if patch.rank() != 2 {
         return Ok(None);
     }
-    let (h, w) = (ish.hw_dims()[0], ish.hw_dims()[1]);
-    if *ish.w_stride() != 1 || *ish.h_stride() != w || *ish.c_stride() != h * w {
+    // the input as the pool sees it, before any pad is absorbed: contiguous NCHW
+    let (padded_h, padded_w) = (ish.hw_dims()[0], ish.hw_dims()[1]);
+    if *ish.w_stride() != 1 || *ish.h_stride() != padded_w || *ish.c_stride() != padded_h * padded_w
+    {
         return Ok(None);
     }
     // tract has a path of its own for f32 2x2 kernels, which may keep the other zero of a tie
