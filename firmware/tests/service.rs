@@ -232,7 +232,10 @@ fn sighup_changes_the_threshold_keeps_the_camera_and_rejects_a_bad_config() {
     assert_eq!(status["camera"]["losses"], 0);
     assert!(status["camera"]["last_loss"].is_null());
     assert_eq!(status["mqtt_dropped"], 0);
-    assert_eq!(status["models"]["detector"]["file"], "person-detector.onnx");
+    assert_eq!(
+        status["models"]["detector"]["file"],
+        "person-detector.int8.onnx"
+    );
     assert_eq!(status["models"]["relation"]["file"], "gritv2-s.int8.onnx");
     for model in ["detector", "relation"] {
         let kernels = status["models"][model]["kernels"].as_array().unwrap();
