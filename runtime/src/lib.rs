@@ -27,6 +27,7 @@ pub mod relation_choice;
 mod resize;
 mod scene;
 pub mod smooth;
+mod softmax;
 pub mod track;
 
 pub use detect::{DetectorSettings, PersonDetector};

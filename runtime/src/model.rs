@@ -162,6 +162,7 @@ fn optimise(path: &Path) -> TractResult<(TypedModel, BTreeMap<String, String>)> 
     crate::maxpool::speed_up_max_pool(&mut typed)?;
     crate::im2col::speed_up_im2col(&mut typed)?;
     crate::resize::speed_up_resize(&mut typed)?;
+    crate::softmax::speed_up_softmax(&mut typed)?;
     Ok((typed, metadata))
 }
 
