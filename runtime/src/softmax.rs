@@ -4,14 +4,15 @@
 //! `exp(x - max)` summed, then a multiply by `1 / sum`), unless its host has a whole-buffer row
 //! kernel and the row length is a multiple of 4 (aarch64 has one, x86_64 none). Each kernel call
 //! pads the row into a scratch buffer, so a row costs about 150-250 ns on x86_64 whatever its
-//! length: the person detector's softmax over 3549 x 4 rows of 11 distance bins took 2.1 ms of
-//! its 32 ms run, and GRITv2-S's 19 attention softmaxes (rows of 49, 64 and 196) 3.7 ms
-//! (docs/perf.md). [`SoftmaxRowsF32`] takes each step over a block of whole rows at a time: the
-//! row maxima and `x - max` in one vectorised pass, tract's own `Softmax2` kernel once over the
-//! block (so every `exp` is the value tract computes), then the row sums and the scale. Only the
-//! order in which a row's exponentials are summed differs from tract's, so the outputs agree
-//! with tract's to a few units in the last place, not bit for bit. [`speed_up_softmax`] swaps it
-//! in wherever tract would take its per-row path.
+//! length: the INT8 person detector's softmax over 3549 x 4 rows of 11 distance bins took 2.1 ms of
+//! its 32 ms run (AVX-512 VNNI tier), and GRITv2-S's 19 attention softmaxes (rows of 49, 64 and
+//! 196) 3.7 ms (AVX2 tier; docs/perf.md). [`SoftmaxRowsF32`] takes each step over a block of whole
+//! rows at a time: the row maxima and `x - max` in one vectorised pass, tract's own `Softmax2`
+//! kernel once over the block (so every `exp` is the value tract computes), then the row sums and
+//! the scale. Only the order in which a row's exponentials are summed differs from tract's, so the
+//! outputs agree with tract's to a few units in the last place on rows as short as the models'
+//! (more on rows of thousands, where the order of a long sum shows), not bit for bit.
+//! [`speed_up_softmax`] swaps it in wherever tract would take its per-row path.
 
 use multiversion::multiversion;
 use tract_linalg::reduce::MapReduce;
@@ -204,7 +205,8 @@ fn replacement(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Softm
 }
 
 /// Replaces every softmax of an optimised graph that [`SoftmaxRowsF32`] covers; returns how many
-/// changed. The values agree with tract's to a few units in the last place.
+/// changed. The values agree with tract's to a few units in the last place (see the module
+/// documentation).
 pub fn speed_up_softmax(model: &mut TypedModel) -> TractResult<usize> {
     crate::passes::swap_ops(model, |model, node| {
         Ok(replacement(model, node)?.map(|op| Box::new(op) as _))
@@ -266,8 +268,10 @@ mod tests {
         model
     }
 
-    /// Against tract's own op, over rows of 1 to 200 values, one or two trailing axes: every
-    /// value within 8 units in the last place, each row summing to 1.
+    /// Against tract's own op, over rows of 1 to 5001 values (several rows per block, and one),
+    /// one or two trailing axes: every value within 8 units in the last place plus half the
+    /// square root of the row length (measured: at most 4.3 on rows of up to 200, 18.5 on 5001),
+    /// each row summing to 1.
     #[test]
     fn softmax_rows_match_tract() {
         let cases: &[(&[usize], &[usize])] = &[
@@ -279,6 +283,8 @@ mod tests {
             (&[1, 2, 64, 64], &[3]),
             (&[4, 196], &[1]),
             (&[6, 33], &[1]),
+            // rows longer than a block: one row per block
+            (&[2, 5001], &[1]),
         ];
         for &(shape, axes) in cases {
             let model = softmax_graph(shape, axes);
@@ -292,8 +298,10 @@ mod tests {
             );
             let input = [logits(shape)];
             let (tract, kith) = (outputs(model, &input), outputs(fast, &input));
+            // a long row's sum moves with the order it is added in, by about its square root
+            let allowed = 8.0 + (row_len as f32).sqrt() / 2.0;
             let error = max_relative_error(&tract[0], &kith[0]);
-            assert!(error <= 8.0, "{shape:?} over {axes:?}: {error} ulp");
+            assert!(error <= allowed, "{shape:?} over {axes:?}: {error} ulp");
             for row in kith[0].chunks(row_len) {
                 let sum: f32 = row.iter().sum();
                 assert!((sum - 1.0).abs() < 1e-5, "{shape:?}: a row sums to {sum}");
