@@ -25,6 +25,12 @@ use tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
 /// stays in the L1 cache between them.
 const BLOCK_VALUES: usize = 4096;
 
+// The loops below are compiled for AVX2 at most on x86_64, not AVX-512: with AVX-512 clones, on
+// an AVX-512 CPU told to use tract's AVX2 kernels (`TRACT_CPU_ISA=-avx512f,-avx512vnni`, how the
+// AVX2 tier is measured), `perf annotate` put 7 % of the AVX2 int8 kernel's time on its MXCSR
+// loads (0.2 % without) and GRITv2-S INT8's int8 products took 8-37 % longer (docs/perf.md).
+// These loops are light; AVX2 costs them nothing measurable.
+
 /// Softmax of an f32 tensor over its last axes, `row_len` values per row (their product); see
 /// the module documentation.
 #[derive(Debug, Clone)]
@@ -75,7 +81,7 @@ fn row_sum(row: &[f32]) -> f32 {
 }
 
 /// Subtracts from every row of `block` its maximum.
-#[multiversion(targets = "simd")]
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 fn subtract_row_max(block: &mut [f32], row_len: usize) {
     for row in block.chunks_exact_mut(row_len) {
         let max = row_max(row);
@@ -86,7 +92,7 @@ fn subtract_row_max(block: &mut [f32], row_len: usize) {
 }
 
 /// Divides every row of `block` by its sum, as a multiply by the sum's reciprocal (as tract).
-#[multiversion(targets = "simd")]
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 fn normalise_rows(block: &mut [f32], row_len: usize) {
     for row in block.chunks_exact_mut(row_len) {
         let scale = row_sum(row).recip();
