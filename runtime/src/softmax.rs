@@ -26,10 +26,11 @@ use tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
 const BLOCK_VALUES: usize = 4096;
 
 // The loops below are compiled for AVX2 at most on x86_64, not AVX-512: with AVX-512 clones, on
-// an AVX-512 CPU told to use tract's AVX2 kernels (`TRACT_CPU_ISA=-avx512f,-avx512vnni`, how the
-// AVX2 tier is measured), `perf annotate` put 7 % of the AVX2 int8 kernel's time on its MXCSR
-// loads (0.2 % without) and GRITv2-S INT8's int8 products took 8-37 % longer (docs/perf.md).
-// These loops are light; AVX2 costs them nothing measurable.
+// an AVX-512 CPU told to use tract's AVX2 kernels (`TRACT_CPU_ISA=-avx512f,-avx512vnni` on a Zen 4
+// EPYC), `perf annotate` put 7 % of the AVX2 int8 kernel's time on its MXCSR loads (0.2 % without)
+// and GRITv2-S INT8's int8 products took 8-37 % longer (docs/perf.md). kith's tract-linalg no
+// longer touches MXCSR in its integer kernels (docs/int8.md, "Fourth step"), but the Zen 4 case
+// was not measured again; these loops are light, and AVX2 costs them nothing measurable.
 
 /// Softmax of an f32 tensor over its last axes, `row_len` values per row (their product); see
 /// the module documentation.
