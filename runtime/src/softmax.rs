@@ -268,9 +268,9 @@ mod tests {
     }
 
     /// Against tract's own op, over rows of 1 to 5001 values (several rows per block, and one),
-    /// one or two trailing axes: every value within 8 units in the last place plus half the
-    /// square root of the row length (measured: at most 4.3 on rows of up to 200, 18.5 on 5001),
-    /// each row summing to 1.
+    /// one or two trailing axes: every value within 8 units in the last place, or half the square
+    /// root of the row length where that is more (measured: at most 4.3 on rows of up to 200,
+    /// 18.5 on 5001), each row summing to 1.
     #[test]
     fn softmax_rows_match_tract() {
         let cases: &[(&[usize], &[usize])] = &[
@@ -298,7 +298,7 @@ mod tests {
             let input = [logits(shape)];
             let (tract, kith) = (first_output(model, &input), first_output(fast, &input));
             // a long row's sum moves with the order it is added in, by about its square root
-            let allowed = 8.0 + (row_len as f32).sqrt() / 2.0;
+            let allowed = ((row_len as f32).sqrt() / 2.0).max(8.0);
             let error = max_relative_error(&tract, &kith);
             assert!(error <= allowed, "{shape:?} over {axes:?}: {error} ulp");
             for row in kith.chunks(row_len) {
