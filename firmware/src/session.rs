@@ -555,19 +555,22 @@ impl Session {
         self.show_status("camera lost")
     }
 
-    /// Draws the pipeline's finished frame on the display and writes it.
+    /// Draws the pipeline's finished frame on the display and writes it. After a stop request the
+    /// frame is still written but no longer drawn: drawing a large screen is the longest step of
+    /// a frame on a small board, and kith stops within a second.
     fn complete(&mut self) -> Result<(), SessionError> {
         // Frames finish in capture order, so the scene's number is also the snapshot's. The
         // snapshot is drawn first so the frame's render time is the display's.
         let scene = self.pipeline.scene();
         let (n, width, height) = (scene.frame, scene.width, scene.height);
-        if let Some(snapshots) = &mut self.snapshots {
+        let stop = &self.options.stop;
+        if let Some(snapshots) = self.snapshots.as_mut().filter(|_| !stop.is_set()) {
             if snapshots.begin_frame(n, width, height) {
                 let Ok(()) = self.pipeline.render(snapshots);
                 snapshots.present()?;
             }
         }
-        if self.display.begin_frame(n, width, height) {
+        if !stop.is_set() && self.display.begin_frame(n, width, height) {
             let Ok(()) = self.pipeline.render(&mut self.display);
             self.display.present()?;
         }

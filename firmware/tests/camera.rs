@@ -599,3 +599,41 @@ fn check_strict_fails_for_a_missing_device_but_never_opens_one() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_frame_finished_after_a_stop_request_is_written_but_not_drawn() {
+    let dir = temp_dir("stop-drawing");
+    let board = write_demo_board(&dir);
+    let config = BoardConfig::load(&board).unwrap();
+    assert!(config.pipelined, "the demo board relates on a worker");
+    let out = dir.join("out");
+    let stop = StopFlag::new();
+    let options = SessionOptions {
+        source: Some(repo().join("board-configs/demo/frames/frame_005.jpg")),
+        out: Some(out.clone()),
+        threads: None,
+        repeat: false,
+        pipelined: None,
+        display: Some(DisplaySpec::Memory),
+        snapshots: Some(1),
+        stop: stop.clone(),
+    };
+    let mut session = Session::open(&config, &options).unwrap();
+    // Pipelined, the frame is related while the next one would be captured.
+    assert!(matches!(session.step().unwrap(), Step::Pending));
+    stop.request();
+    // The stream has ended: the frame on the worker is finished and completed after the stop.
+    assert!(matches!(session.step().unwrap(), Step::Frame));
+    assert_eq!(
+        session.scene().persons.len(),
+        3,
+        "frame_005 shows three people"
+    );
+    let results = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    assert_eq!(results.lines().count(), 1, "{results}");
+    let canvas = session.canvas().unwrap();
+    assert!(canvas.data.iter().all(|&v| v == 0), "nothing drawn");
+    let snapshots = std::fs::read_dir(out.join("frames")).map_or(0, |d| d.count());
+    assert_eq!(snapshots, 0, "no snapshot");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -62,6 +62,27 @@ impl DrawTarget for RgbImage {
         Ok(())
     }
 
+    /// The whole image (a camera frame) is written in one pass driven by the colours' own
+    /// `for_each`; other areas go pixel by pixel.
+    fn fill_contiguous<I>(&mut self, area: &Rectangle, colors: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Self::Color>,
+    {
+        if *area != self.bounding_box() {
+            return self.draw_iter(area.points().zip(colors).map(|(p, c)| Pixel(p, c)));
+        }
+        let mut pixels = self.data.chunks_exact_mut(3);
+        colors
+            .into_iter()
+            .take(self.width * self.height)
+            .for_each(|c| {
+                if let Some(px) = pixels.next() {
+                    px.copy_from_slice(&[c.r(), c.g(), c.b()]);
+                }
+            });
+        Ok(())
+    }
+
     fn fill_solid(&mut self, area: &Rectangle, color: Self::Color) -> Result<(), Self::Error> {
         let area = area.intersection(&self.bounding_box());
         let Some(bottom_right) = area.bottom_right() else {

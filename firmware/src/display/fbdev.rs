@@ -126,6 +126,32 @@ impl PixelLayout {
     }
 }
 
+/// A layout's pixel value of every channel value, looked up per pixel instead of scaled: a whole
+/// camera frame goes through [`PixelTable::value`] (`cargo bench -p kith --bench display`).
+struct PixelTable {
+    red: [u32; 256],
+    green: [u32; 256],
+    blue: [u32; 256],
+}
+
+impl PixelTable {
+    fn new(layout: &PixelLayout) -> Box<Self> {
+        let table = |channel: Channel| std::array::from_fn(|v| channel.pack(v as u8));
+        Box::new(PixelTable {
+            red: table(layout.red),
+            green: table(layout.green),
+            blue: table(layout.blue),
+        })
+    }
+
+    /// The pixel value of `colour` (the same as [`PixelLayout::encode`]).
+    fn value(&self, colour: Rgb888) -> u32 {
+        self.red[usize::from(colour.r())]
+            | self.green[usize::from(colour.g())]
+            | self.blue[usize::from(colour.b())]
+    }
+}
+
 impl std::fmt::Display for PixelLayout {
     /// E.g. "32 bits: red 16..24, green 8..16, blue 0..8".
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -183,6 +209,7 @@ pub struct Framebuffer {
     origin: usize,
     line_length: usize,
     layout: PixelLayout,
+    table: Box<PixelTable>,
     width: usize,
     height: usize,
     /// The next frame, packed lines in the framebuffer's pixel format.
@@ -233,6 +260,7 @@ impl Framebuffer {
             origin: screen.origin,
             line_length: screen.line_length,
             layout: screen.layout,
+            table: PixelTable::new(&screen.layout),
             width: screen.width,
             height: screen.height,
             back: vec![0; screen.width * screen.height * screen.layout.bytes],
@@ -409,9 +437,24 @@ impl DrawTarget for Framebuffer {
             let pixels = area.points().zip(colors).map(|(p, c)| Pixel(p, c));
             return self.draw_iter(pixels);
         }
-        let layout = self.layout;
-        for (px, c) in self.back.chunks_exact_mut(layout.bytes).zip(colors) {
-            px.copy_from_slice(&layout.encode(c)[..layout.bytes]);
+        // One loop per pixel size, so each pixel is a store of a known width; `for_each` lets
+        // the colours' own iterator drive the loop (a nested scaling iterator stays a tight loop).
+        let (table, pixels) = (&self.table, self.width * self.height);
+        let colors = colors.into_iter().take(pixels);
+        if self.layout.bytes == 2 {
+            let mut back = self.back.chunks_exact_mut(2);
+            colors.for_each(|c| {
+                if let Some(px) = back.next() {
+                    px.copy_from_slice(&(table.value(c) as u16).to_ne_bytes());
+                }
+            });
+        } else {
+            let mut back = self.back.chunks_exact_mut(4);
+            colors.for_each(|c| {
+                if let Some(px) = back.next() {
+                    px.copy_from_slice(&table.value(c).to_ne_bytes());
+                }
+            });
         }
         Ok(())
     }
@@ -506,6 +549,38 @@ mod tests {
             xrgb.encode(Rgb888::new(1, 2, 3)),
             0x0001_0203u32.to_ne_bytes()
         );
+    }
+
+    #[test]
+    fn the_table_encodes_as_the_layout_does() {
+        let bgr565 = PixelLayout::from_var(&var(16, (0, 5), (5, 6), (11, 5))).unwrap();
+        for layout in [
+            PixelLayout::of(FbPixelFormat::Rgb565),
+            PixelLayout::of(FbPixelFormat::Xrgb8888),
+            bgr565,
+        ] {
+            let table = PixelTable::new(&layout);
+            for v in 0..=255u8 {
+                for colour in [
+                    Rgb888::new(v, 0, 0),
+                    Rgb888::new(0, v, 0),
+                    Rgb888::new(0, 0, v),
+                    Rgb888::new(v, 255 - v, v / 2),
+                ] {
+                    let value = table.value(colour).to_ne_bytes();
+                    let bytes = if layout.bytes == 2 {
+                        &(u32::from_ne_bytes(value) as u16).to_ne_bytes()[..]
+                    } else {
+                        &value[..]
+                    };
+                    assert_eq!(
+                        bytes,
+                        &layout.encode(colour)[..layout.bytes],
+                        "{layout} {colour:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -298,6 +298,24 @@ mod tests {
     }
 
     #[test]
+    fn frames_are_drawn_by_nearest_neighbour() {
+        let (w, h) = (32, 24);
+        let data: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let frame = Frame::packed(w, h, PixelFormat::Rgb, &data);
+        for (dw, dh) in [(64, 48), (20, 13), (32, 24), (45, 70)] {
+            let mut canvas = RgbImage::new(dw, dh);
+            draw_frame(&mut canvas, &frame).unwrap();
+            for y in 0..dh {
+                for x in 0..dw {
+                    let i = ((y * h / dh) * w + x * w / dw) * 3;
+                    let want = [data[i], data[i + 1], data[i + 2]];
+                    assert_eq!(canvas.pixel(x, y), Some(want), "{dw}x{dh} at {x},{y}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn boxes_lines_and_badge_land_where_expected() {
         let grey = vec![90u8; 320 * 240 * 3];
         let frame = Frame::packed(320, 240, PixelFormat::Rgb, &grey);

@@ -29,8 +29,8 @@ enum Command {
     Fbdepth { device: PathBuf, bits: u32 },
     /// Prints the monotonic clock in milliseconds.
     Now,
-    /// Waits until FILE contains TEXT (or has LINES lines), printing the milliseconds waited
-    /// (or since SINCE);
+    /// Waits until FILE contains TEXT (or has LINES lines, or, with --exists, is there at all),
+    /// printing the milliseconds waited (or since SINCE);
     /// prints "timeout" (or "exited" when PID ended first) and exits 1 otherwise.
     Wait {
         file: PathBuf,
@@ -41,6 +41,9 @@ enum Command {
         absent: bool,
         #[arg(long)]
         lines: Option<usize>,
+        /// Wait only until FILE exists (a device node coming back), without reading it.
+        #[arg(long, conflicts_with_all = ["contains", "lines"])]
+        exists: bool,
         #[arg(long, default_value_t = 10_000)]
         timeout_ms: u64,
         /// Give up as soon as this process has exited.
@@ -80,6 +83,7 @@ fn main() -> Result<()> {
             contains,
             absent,
             lines,
+            exists,
             timeout_ms,
             pid,
             since,
@@ -88,6 +92,7 @@ fn main() -> Result<()> {
                 contains: contains.as_deref(),
                 absent,
                 lines,
+                exists,
             };
             wait(&file, &until, timeout_ms, pid, since.unwrap_or_else(now_ms))
         }
@@ -272,10 +277,14 @@ struct Until<'a> {
     contains: Option<&'a str>,
     absent: bool,
     lines: Option<usize>,
+    exists: bool,
 }
 
 impl Until<'_> {
     fn met(&self, file: &Path) -> bool {
+        if self.exists {
+            return file.exists();
+        }
         let text = std::fs::read_to_string(file).unwrap_or_default();
         let has = self
             .contains
