@@ -1,8 +1,9 @@
 //! Cameras as kith reads them, emulated with real bytes: frames of every wire format made from a
 //! reference image and decoded by the code the V4L2 and pipe sources run; a real named pipe with a
 //! writer that sends raw and MJPEG frames, stops mid-frame, goes away and comes back; a session
-//! that shows "camera lost" and recovers; and the `kith` binary stopping promptly on SIGTERM while
-//! it waits for a camera.
+//! that shows "camera lost" and recovers, and one that writes but does not draw a frame finished
+//! after a stop request; and the `kith` binary stopping promptly on SIGTERM while it waits for a
+//! camera.
 //!
 //! What cannot run here: a V4L2 device. v4l2loopback and vivid need kernel modules this machine
 //! cannot load; the V4L2 source is tested against vivid in a VM (see the kernel-VM tests).
