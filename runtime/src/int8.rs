@@ -7,7 +7,9 @@
 //! [`DequantizeI8`], which compute the same values with loops the compiler vectorises. Then
 //! [`tabulate_dequantised_chains`] folds a dequantisation and the f32 element-wise ops right after
 //! it (GELU after an int8 convolution) into one 256-entry i8 -> f32 table, [`DequantizeTable`]:
-//! tract only tabulates chains that end in a quantisation.
+//! tract only tabulates chains that end in a quantisation. [`requantise_tables`] keeps activations
+//! in i8 where such a table is quantised again, and [`fuse_dequantised_adds`] adds a dequantisation
+//! straight into the residual it feeds ([`DequantizeAdd`]).
 //!
 //! The loops of these ops are compiled once per SIMD level ([`multiversion`], the best one picked
 //! at run time). That is not only for the wider vectors: on x86_64, tract-linalg's AVX-512 kernels
@@ -19,6 +21,7 @@ use multiversion::multiversion;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::array::TypedConcat;
+use tract_onnx::tract_core::ops::binary::OptBinUnicast;
 use tract_onnx::tract_core::ops::cnn::OptMaxPool;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8};
@@ -167,6 +170,78 @@ impl EvalOp for DequantizeI8 {
 impl TypedOp for DequantizeI8 {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         ensure!(inputs[0].datum_type.unquantized() == i8::datum_type());
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    tract_onnx::tract_core::as_op!();
+}
+
+/// `residual + (x - zero_point) * scale`: a [`DequantizeI8`] and the addition it feeds (the
+/// residual connection after a transformer block's int8 projection), in one pass that adds into
+/// the residual's own buffer when nothing else holds it, as tract's addition does. Inputs: the f32
+/// residual, then the i8 `x`, of the same shape. The values are those of the two ops: IEEE
+/// addition is commutative, so which side the dequantised value was on does not matter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DequantizeAdd {
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+impl Eq for DequantizeAdd {}
+
+/// `acc[i] += (xs[i] - zero_point) * scale`, see [`DequantizeAdd`].
+#[multiversion(targets = "simd")]
+fn dequantize_add_into(xs: &[i8], acc: &mut [f32], scale: f32, zero_point: i32) {
+    for (a, &x) in acc.iter_mut().zip(xs) {
+        *a += (x as i32 - zero_point) as f32 * scale;
+    }
+}
+
+impl Op for DequantizeAdd {
+    fn name(&self) -> StaticName {
+        "DequantizeAdd".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "scale: {} zero_point: {}",
+            self.scale, self.zero_point
+        )])
+    }
+
+    tract_onnx::tract_core::op_as_typed_op!();
+}
+
+impl EvalOp for DequantizeAdd {
+    tract_onnx::tract_core::op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (residual, x) = args_2!(inputs);
+        ensure!(
+            residual.shape() == x.shape(),
+            "DequantizeAdd: residual {:?} and i8 input {:?} differ in shape",
+            residual.shape(),
+            x.shape()
+        );
+        let mut out = residual.into_tensor();
+        {
+            let mut plain = out.try_as_plain_ram_mut()?;
+            dequantize_add_into(
+                x.try_as_plain_ram()?.as_slice::<i8>()?,
+                plain.as_slice_mut::<f32>()?,
+                self.scale,
+                self.zero_point,
+            );
+        }
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for DequantizeAdd {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == f32::datum_type());
+        ensure!(inputs[1].datum_type.unquantized() == i8::datum_type());
+        ensure!(inputs[0].shape == inputs[1].shape);
         Ok(tvec!(f32::fact(inputs[0].shape.clone())))
     }
 
@@ -442,8 +517,65 @@ fn requantise_patch(model: &TypedModel, id: usize) -> TractResult<Option<TypedMo
 /// between needs f32 (see [`requantise_patch`]); returns how many patterns changed. Run it after
 /// [`tabulate_dequantised_chains`]. The values computed are the same: the tables are those ops'
 /// values on the 256 inputs, quantised as [`QuantizeI8`] quantises.
+///
+/// It sweeps the graph until a sweep changes nothing: requantising a concat can leave a table
+/// whose only consumer is now its own quantisation (a CSP block's branch read by the concat and
+/// by the next convolution), a pattern for the next sweep.
 pub fn requantise_tables(model: &mut TypedModel) -> TractResult<usize> {
-    crate::passes::apply_patches(model, requantise_patch)
+    let mut changed = 0;
+    loop {
+        match crate::passes::apply_patches(model, requantise_patch)? {
+            0 => return Ok(changed),
+            swept => changed += swept,
+        }
+    }
+}
+
+/// The patch that fuses node `id` into the addition after it, if `id` is a [`DequantizeI8`] whose
+/// only consumer is an f32 addition of two inputs of one shape (tract's `OptAddUnicast`).
+fn add_patch(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+    let dq_node = model.node(id);
+    let Some(dq) = dq_node.op_as::<DequantizeI8>() else {
+        return Ok(None);
+    };
+    let Some(add) = model.single_succ(id)? else {
+        return Ok(None);
+    };
+    if model.outputs.contains(&OutletId::new(id, 0)) {
+        return Ok(None);
+    }
+    let is_add = add
+        .op_as::<OptBinUnicast>()
+        .is_some_and(|op| op.binop.name() == "Add");
+    if !is_add || add.inputs.len() != 2 {
+        return Ok(None);
+    }
+    let Some(dq_slot) = add.inputs.iter().position(|i| i.node == id) else {
+        return Ok(None);
+    };
+    let residual = add.inputs[1 - dq_slot];
+    let residual_fact = model.outlet_fact(residual)?;
+    let same_shape = residual_fact.shape == dq_node.outputs[0].fact.shape;
+    if residual.node == id || residual_fact.datum_type != f32::datum_type() || !same_shape {
+        return Ok(None);
+    }
+    let op = DequantizeAdd {
+        scale: dq.scale,
+        zero_point: dq.zero_point,
+    };
+    let mut patch = TypedModelPatch::default();
+    let residual = patch.tap_model(model, residual)?;
+    let x = patch.tap_model(model, dq_node.inputs[0])?;
+    let wire = patch.wire_node(&*add.name, op, &[residual, x])?[0];
+    patch.shunt_outside(model, OutletId::new(add.id, 0), wire)?;
+    Ok(Some(patch))
+}
+
+/// Fuses every [`DequantizeI8`] that only feeds a same-shape f32 addition into it, as one
+/// [`DequantizeAdd`]; returns how many. Run it after [`speed_up_quantisation`]. The values
+/// computed are the same.
+pub fn fuse_dequantised_adds(model: &mut TypedModel) -> TractResult<usize> {
+    crate::passes::apply_patches(model, add_patch)
 }
 
 /// The vectorised op that computes what `node` computes, if `node` is an f32 -> i8
@@ -765,6 +897,99 @@ mod tests {
                 .count(),
             3
         );
+    }
+
+    #[test]
+    fn a_table_left_to_its_own_quantisation_by_a_concat_is_requantised_too() {
+        use tract_onnx::tract_core::ops::nn::leaky_relu;
+        // `a` feeds the quantised concat and its own quantisation, as a CSP block's branch does:
+        // once the concat reads i8, `a -> q` is one i8 table as well.
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", i8::fact([1, 2, 8, 8])).unwrap();
+        let a = dequantised(&mut model, x, 0.05, leaky_relu(0.1));
+        let b = dequantised(&mut model, x, 0.02, leaky_relu(0.2));
+        let c = model
+            .wire_node("concat", TypedConcat { axis: 1 }, &[a, b])
+            .unwrap()[0];
+        let concat_q = quantised(&mut model, c, 9.0);
+        let a_q = quantised(&mut model, a, 11.0);
+        model.select_output_outlets(&[concat_q, a_q]).unwrap();
+        let fast = check_requantised(model, all_i8(2, 8, 8), 2);
+        assert_eq!(f32_nodes(&fast), 0, "{fast}");
+    }
+
+    /// `r + dq(x)` (or `dq(x) + r` with `dq_first`), optimised; with `keep_r` the residual `r`
+    /// is an output too, so the addition cannot take its buffer.
+    fn residual_model(dq_first: bool, keep_r: bool) -> TypedModel {
+        let mut model = TypedModel::default();
+        let r = model.add_source("r", f32::fact([2, 3, 64])).unwrap();
+        let x = model.add_source("x", i8::fact([2, 3, 64])).unwrap();
+        let dq = DequantizeI8 {
+            scale: 0.037,
+            zero_point: 0,
+        };
+        let dq = model.wire_node("dq", dq, &[x]).unwrap()[0];
+        let inputs = if dq_first { [dq, r] } else { [r, dq] };
+        let add = tract_onnx::tract_core::ops::math::add();
+        let sum = model.wire_node("add", add, &inputs).unwrap()[0];
+        let outputs = if keep_r { vec![sum, r] } else { vec![sum] };
+        model.select_output_outlets(&outputs).unwrap();
+        model.into_optimized().unwrap()
+    }
+
+    #[test]
+    fn dequantisation_fuses_into_the_residual_addition_exactly() {
+        let residual: Vec<f32> = (0..384).map(|i| (i as f32 * 0.731).sin() * 3.0).collect();
+        let inputs = [
+            Tensor::from_shape(&[2, 3, 64], &residual).unwrap(),
+            all_i8(2, 3, 64).into_shape(&[2, 3, 64]).unwrap(),
+        ];
+        for (dq_first, keep_r) in [(false, false), (true, false), (false, true)] {
+            let stock = residual_model(dq_first, keep_r);
+            assert!(stock.nodes().iter().any(|n| n.op.name() == "OptAddUnicast"));
+            let mut fast = stock.clone();
+            assert_eq!(fuse_dequantised_adds(&mut fast).unwrap(), 1);
+            let ops: Vec<_> = fast.nodes().iter().map(|n| n.op.name()).collect();
+            assert!(
+                !ops.iter()
+                    .any(|o| o == "DequantizeI8" || o == "OptAddUnicast"),
+                "{ops:?}"
+            );
+            let got = output_bits(fast, &inputs);
+            assert_eq!(got, output_bits(stock, &inputs));
+            if keep_r {
+                // the residual output still holds the input, not the sum
+                let r_bits: Vec<u32> = residual.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(got[1], r_bits);
+            }
+        }
+    }
+
+    #[test]
+    fn a_dequantisation_read_elsewhere_stays_apart_from_the_addition() {
+        let mut model = TypedModel::default();
+        let r = model.add_source("r", f32::fact([64])).unwrap();
+        let x = model.add_source("x", i8::fact([64])).unwrap();
+        let dq = DequantizeI8 {
+            scale: 0.5,
+            zero_point: 0,
+        };
+        let dq = model.wire_node("dq", dq, &[x]).unwrap()[0];
+        let add = tract_onnx::tract_core::ops::math::add();
+        let sum = model.wire_node("add", add, &[r, dq]).unwrap()[0];
+        let abs = tract_onnx::tract_core::ops::math::abs();
+        let abs = model.wire_node("abs", abs, &[dq]).unwrap()[0];
+        model.select_output_outlets(&[sum, abs]).unwrap();
+        let mut model = model.into_optimized().unwrap();
+        assert_eq!(fuse_dequantised_adds(&mut model).unwrap(), 0);
+        // nor when the dequantised values are an output of the graph
+        let mut model = residual_model(false, false);
+        let dq = model.node_id_by_name("dq").unwrap();
+        let sum = model.outputs[0];
+        model
+            .select_output_outlets(&[sum, OutletId::new(dq, 0)])
+            .unwrap();
+        assert_eq!(fuse_dequantised_adds(&mut model).unwrap(), 0);
     }
 
     #[test]

@@ -159,6 +159,7 @@ fn optimise(path: &Path) -> TractResult<(TypedModel, BTreeMap<String, String>)> 
     crate::int8::speed_up_quantisation(&mut typed)?;
     crate::int8::tabulate_dequantised_chains(&mut typed)?;
     crate::int8::requantise_tables(&mut typed)?;
+    crate::int8::fuse_dequantised_adds(&mut typed)?;
     crate::maxpool::speed_up_max_pool(&mut typed)?;
     crate::im2col::speed_up_im2col(&mut typed)?;
     crate::resize::speed_up_resize(&mut typed)?;
