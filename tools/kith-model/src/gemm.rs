@@ -231,13 +231,23 @@ pub fn report(
     let cpu = kith_runtime::model::tract_isa();
     let shapes = model_shapes(files)?;
     if !json {
-        println!(
+        out!(
             "cpu: {} {} (level {}), {threads} thread(s), median of {runs} runs",
-            cpu.arch, cpu.isa, cpu.level
+            cpu.arch,
+            cpu.isa,
+            cpu.level
         );
-        println!(
+        out!(
             "{:>5} {:>5} {:>5} {:>5}  {:<28} {:>7}  {:<28} {:>7}  {:>6}",
-            "m", "k", "n", "count", "f32 kernel", "GMAC/s", "i8 kernel", "GMAC/s", "i8/f32"
+            "m",
+            "k",
+            "n",
+            "count",
+            "f32 kernel",
+            "GMAC/s",
+            "i8 kernel",
+            "GMAC/s",
+            "i8/f32"
         );
     }
     let (mut macs, mut f32_ms, mut i8_ms) = (0u64, 0f64, 0f64);
@@ -254,9 +264,9 @@ pub fn report(
                 "f32_kernel": f.kernel, "f32_gmacs": f.gmacs(shape),
                 "i8_kernel": q.kernel, "i8_gmacs": q.gmacs(shape),
             });
-            println!("{value}");
+            out!("{value}");
         } else {
-            println!(
+            out!(
                 "{:>5} {:>5} {:>5} {:>5}  {:<28} {:>7.1}  {:<28} {:>7.1}  {:>6.2}",
                 shape.m,
                 shape.k,
@@ -279,9 +289,9 @@ pub fn report(
             "macs": macs, "f32_gmacs": f32_gmacs, "i8_gmacs": i8_gmacs,
             "median_shape_i8_over_f32": median_ratio,
         });
-        println!("{value}");
+        out!("{value}");
     } else {
-        println!(
+        out!(
             "all shapes, weighted by count ({:.2} GMAC): f32 {f32_gmacs:.1} GMAC/s, i8 {i8_gmacs:.1} GMAC/s, i8/f32 {:.2}; median i8/f32 over the shapes {median_ratio:.2}",
             macs as f64 / 1e9,
             i8_gmacs / f32_gmacs

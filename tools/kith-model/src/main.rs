@@ -16,7 +16,32 @@ use kith_runtime::model::{ModelFile, TensorSpec};
 use kith_runtime::profile::{micros_since, Histogram};
 use serde_json::json;
 
+/// `println!` for the command's output, through [`write_line`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_line(format_args!($($arg)*))
+    };
+}
+
 mod gemm;
+
+/// Writes one line to standard output. When its reader has gone (`kith-model kernels | head`) the
+/// process ends quietly, as a Unix filter does; any other failure (a full disk) ends it with a
+/// one-line error. `println!` panics in both cases.
+fn write_line(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"))
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("Error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
 
 #[derive(Parser)]
 #[command(name = "kith-model", version, about = "Inspect kith's model files")]
@@ -114,28 +139,28 @@ fn millions(n: u64) -> String {
 }
 
 fn print_table(info: &ModelInfo, sha256: &str) {
-    println!("file        {}", info.path.display());
-    println!(
+    out!("file        {}", info.path.display());
+    out!(
         "bytes       {} ({:.1} MiB)",
         info.bytes,
         info.bytes as f64 / (1024.0 * 1024.0)
     );
-    println!("sha256      {sha256}");
+    out!("sha256      {sha256}");
     for (k, v) in &info.metadata {
-        println!("metadata    {k} = {v}");
+        out!("metadata    {k} = {v}");
     }
     for t in &info.inputs {
-        println!("input       {} {:?}", t.name, t.shape);
+        out!("input       {} {:?}", t.name, t.shape);
     }
     for t in &info.outputs {
-        println!("output      {} {:?}", t.name, t.shape);
+        out!("output      {} {:?}", t.name, t.shape);
     }
     let by_type: Vec<_> = info
         .params_by_type
         .iter()
         .map(|(t, n)| format!("{t} {}", millions(*n)))
         .collect();
-    println!(
+    out!(
         "parameters  {} ({})  [{}]",
         info.params,
         millions(info.params),
@@ -146,7 +171,7 @@ fn print_table(info: &ModelInfo, sha256: &str) {
         .iter()
         .map(|(t, n)| format!("{t} {:.3} G", *n as f64 / 1e9))
         .collect();
-    println!(
+    out!(
         "MACs/run    {} ({:.3} G)  [{}]",
         info.macs,
         info.macs as f64 / 1e9,
@@ -157,17 +182,22 @@ fn print_table(info: &ModelInfo, sha256: &str) {
         .iter()
         .map(|(op, n)| format!("{op} {n}"))
         .collect();
-    println!("onnx ops    {}", ops.join(", "));
+    out!("onnx ops    {}", ops.join(", "));
 }
 
 fn print_audit(a: &Audit) {
-    println!("file  {}", a.file.display());
-    println!(
+    out!("file  {}", a.file.display());
+    out!(
         "{:<48} {:<22} {:<16} {:<10} {:<28} {:>14}",
-        "node", "op", "inputs", "outputs", "kernel", "MACs"
+        "node",
+        "op",
+        "inputs",
+        "outputs",
+        "kernel",
+        "MACs"
     );
     for n in &a.nodes {
-        println!(
+        out!(
             "{:<48} {:<22} {:<16} {:<10} {:<28} {:>14}",
             n.name,
             n.op,
@@ -181,32 +211,37 @@ fn print_audit(a: &Audit) {
             }
         );
     }
-    println!(
+    out!(
         "MACs  {} total, {} on integer kernels ({:.1} %)",
         a.macs_total,
         a.macs_integer,
         100.0 * a.integer_fraction()
     );
     if a.hazards.is_empty() {
-        println!("hazards  none");
+        out!("hazards  none");
     }
     for h in &a.hazards {
-        println!("HAZARD  {} `{}`: {}", h.kind, h.node, h.detail);
+        out!("HAZARD  {} `{}`: {}", h.kind, h.node, h.detail);
     }
 }
 
 fn print_kernels(k: &KernelReport) {
-    println!("arch      {}", k.arch);
-    println!("isa       {} (level {})", k.isa, k.level);
-    println!("tiers     {}", k.tiers.join(" > "));
+    out!("arch      {}", k.arch);
+    out!("isa       {} (level {})", k.isa, k.level);
+    out!("tiers     {}", k.tiers.join(" > "));
     for m in &k.matmul_kernels {
-        println!(
+        out!(
             "matmul    {:<36} acc {:<4} {:>2}x{:<2} needs {:<24} preference {}",
-            m.name, m.accumulator, m.mr, m.nr, m.isa, m.preference
+            m.name,
+            m.accumulator,
+            m.mr,
+            m.nr,
+            m.isa,
+            m.preference
         );
     }
     for r in &k.routines {
-        println!("routine   {:<16} {:<4} {}", r.func, r.dt, r.kernel);
+        out!("routine   {:<16} {:<4} {}", r.func, r.dt, r.kernel);
     }
 }
 
@@ -282,21 +317,24 @@ fn profile(
             .collect();
         let value = json!({"file": file, "threads": threads, "runs": runs,
                            "total_ms": round3(total), "nodes": nodes});
-        println!("{value}");
+        out!("{value}");
         return Ok(());
     }
     let p = OperatorProfile::from_nodes(&nodes, runs, top);
-    println!(
+    out!(
         "{}: {:.2} ms per run in the nodes ({runs} runs, {threads} thread(s))",
         file.display(),
         p.run_ms
     );
-    println!(
+    out!(
         "{:<28} {:>6} {:>10} {:>7}",
-        "op", "nodes", "ms/run", "share"
+        "op",
+        "nodes",
+        "ms/run",
+        "share"
     );
     for op in &p.by_op {
-        println!(
+        out!(
             "{:<28} {:>6} {:>10.3} {:>6.1}%",
             op.op,
             op.nodes,
@@ -304,9 +342,9 @@ fn profile(
             100.0 * op.share
         );
     }
-    println!("{:<60} {:<24} {:>10}", "node", "op", "ms/run");
+    out!("{:<60} {:<24} {:>10}", "node", "op", "ms/run");
     for n in &p.top_nodes {
-        println!("{:<60} {:<24} {:>10.3}", n.name, n.op, n.ms);
+        out!("{:<60} {:<24} {:>10.3}", n.name, n.op, n.ms);
     }
     Ok(())
 }
@@ -354,7 +392,7 @@ fn run(cli: Cli) -> Result<()> {
                     "macs_by_type": info.macs_by_type,
                     "onnx_ops": info.onnx_ops,
                 });
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                out!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 print_table(&info, &sha256);
             }
@@ -370,7 +408,7 @@ fn run(cli: Cli) -> Result<()> {
                     "integer_fraction": a.integer_fraction(),
                     "hazards": a.hazards,
                 });
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                out!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 print_audit(&a);
             }
@@ -378,7 +416,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Kernels { json } => {
             let k = kernels();
             if json {
-                println!("{}", serde_json::to_string_pretty(&k)?);
+                out!("{}", serde_json::to_string_pretty(&k)?);
             } else {
                 print_kernels(&k);
             }
@@ -401,9 +439,9 @@ fn run(cli: Cli) -> Result<()> {
                         "median_ms": round3(t.median),
                         "p90_ms": round3(t.p90),
                     });
-                    println!("{value}");
+                    out!("{value}");
                 } else {
-                    println!(
+                    out!(
                         "{}: median {:.2} ms, p90 {:.2} ms ({runs} runs, {threads} thread(s), tract)",
                         file.display(),
                         t.median,
@@ -413,7 +451,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             if !json {
                 for (file, t) in files.iter().zip(&timings).skip(1) {
-                    println!(
+                    out!(
                         "median {} / {}: {:.3}",
                         file.display(),
                         files[0].display(),
