@@ -9,6 +9,7 @@
 
 pub mod alloc_count;
 pub mod canvas;
+mod depthwise;
 pub mod detect;
 mod error;
 mod im2col;
