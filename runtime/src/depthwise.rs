@@ -414,21 +414,11 @@ fn replacement(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Depth
         return Ok(None);
     }
     let input = model.outlet_fact(node.inputs[0])?;
-    let kernel = model.outlet_fact(node.inputs[1])?;
     let bias = model.outlet_fact(node.inputs[2])?;
     let Some(shape) = input.shape.as_concrete() else {
         return Ok(None);
     };
-    let f32_facts = [input, kernel, bias]
-        .iter()
-        .all(|fact| fact.datum_type == f32::datum_type());
-    let kernel_shape = [
-        spec.output_channels,
-        1,
-        spec.kernel_shape[0],
-        spec.kernel_shape[1],
-    ];
-    if !f32_facts || kernel.shape.as_concrete() != Some(&kernel_shape[..]) {
+    if input.datum_type != f32::datum_type() || bias.datum_type != f32::datum_type() {
         return Ok(None);
     }
     let (channels, h, w) = match *shape {
