@@ -9,7 +9,6 @@
 
 pub mod alloc_count;
 pub mod canvas;
-mod depthwise;
 pub mod detect;
 mod error;
 mod im2col;

@@ -155,11 +155,7 @@ fn optimise(path: &Path) -> TractResult<(TypedModel, BTreeMap<String, String>)> 
             Some((key.to_owned(), value))
         })
         .collect();
-    // tract's `into_optimized`, with kith's depthwise convolution put in between its two steps
-    let mut typed = model.into_typed()?;
-    typed.declutter()?;
-    crate::depthwise::speed_up_depthwise(&mut typed)?;
-    typed.optimize()?;
+    let mut typed = model.into_optimized()?;
     crate::int8::speed_up_quantisation(&mut typed)?;
     crate::int8::tabulate_dequantised_chains(&mut typed)?;
     crate::int8::requantise_tables(&mut typed)?;
