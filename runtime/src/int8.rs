@@ -75,6 +75,11 @@ fn lookup_into(xs: &[i8], ys: &mut [f32], table: &[f32; 256]) {
     }
 }
 
+/// The `info` line of the (de)quantising ops, for `kith-model audit` and profiles.
+fn scale_info(scale: f32, zero_point: impl std::fmt::Display) -> Vec<String> {
+    vec![format!("scale: {scale} zero_point: {zero_point}")]
+}
+
 /// Runs `fill(input, output)` on the plain data of `input` and a new tensor of `input`'s shape.
 fn map_tensor<I: Datum, O: Datum + tract_num_traits::Zero>(
     input: &Tensor,
@@ -103,10 +108,7 @@ impl Op for QuantizeI8 {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "scale: {} zero_point: {}",
-            self.scale, self.zero_point
-        )])
+        Ok(scale_info(self.scale, self.zero_point))
     }
 
     tract_onnx::tract_core::op_as_typed_op!();
@@ -147,10 +149,7 @@ impl Op for DequantizeI8 {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "scale: {} zero_point: {}",
-            self.scale, self.zero_point
-        )])
+        Ok(scale_info(self.scale, self.zero_point))
     }
 
     tract_onnx::tract_core::op_as_typed_op!();
@@ -203,10 +202,7 @@ impl Op for DequantizeAdd {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "scale: {} zero_point: {}",
-            self.scale, self.zero_point
-        )])
+        Ok(scale_info(self.scale, self.zero_point))
     }
 
     tract_onnx::tract_core::op_as_typed_op!();
@@ -556,7 +552,7 @@ fn add_patch(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatc
     let residual = add.inputs[1 - dq_slot];
     let residual_fact = model.outlet_fact(residual)?;
     let same_shape = residual_fact.shape == dq_node.outputs[0].fact.shape;
-    if residual.node == id || residual_fact.datum_type != f32::datum_type() || !same_shape {
+    if residual_fact.datum_type != f32::datum_type() || !same_shape {
         return Ok(None);
     }
     let op = DequantizeAdd {
