@@ -9,8 +9,8 @@
 //! lazily and do not have this cost.
 //!
 //! [`Im2colI8K4`] computes the same bytes in two cache-friendly passes over chunks of whole
-//! panels (about 128 KiB of patches each): the plain `[K, chunk]` patch matrix row by row
-//! (contiguous copies where the stride is 1), then the packing panel by panel, as tract's own
+//! panels (about 256 KiB of patches each): the plain `[K, chunk]` patch matrix row by row
+//! (one copy for a run of whole output lines where the stride is 1), then the packing panel by panel, as tract's own
 //! `PackedI8K4::pack_view` lays it out. [`speed_up_im2col`] swaps it in for every
 //! `Im2col` node it covers (one group, i8 input in NCHW/CHW, 2-D kernel, padding value 0, the
 //! `PackedI8K4` output format); other `Im2col` nodes (f32, the ARM `PackedFormat` layout, grouped
@@ -26,47 +26,77 @@ use tract_onnx::tract_core::tract_linalg::mmm::{
 };
 use tract_onnx::tract_core::tract_linalg::pack::PackedI8K4;
 
-/// Size of the patch matrix of one chunk of columns (see [`Im2colI8K4::packed`]).
-const CHUNK_BYTES: usize = 128 * 1024;
+/// Size of the patch matrix of one chunk of columns (see [`Im2colI8K4::packed`]): half the L2 of
+/// a Zen 3 or a Cortex-A76 core. Larger chunks hold more whole output lines to merge into runs
+/// (docs/perf.md, "The im2col in runs of whole lines").
+const CHUNK_BYTES: usize = 256 * 1024;
 
 std::thread_local! {
-    /// The patch matrix of pass 1 for one chunk of columns and the chunk's [`PatchLine`]s, kept
+    /// The patch matrix of pass 1 for one chunk of columns and the chunk's [`PatchRuns`], kept
     /// per thread between calls.
-    static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<PatchLine>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, PatchRuns)> =
+        std::cell::RefCell::new((Vec::new(), PatchRuns::default()));
     /// The last packed output. Once the matrix product that read it has dropped it, the next
     /// call writes into it instead of allocating and zeroing a new buffer of megabytes; the
     /// thread keeps one, as large as its largest output.
     static OUTPUT: std::cell::RefCell<Option<Arc<Blob>>> = const { std::cell::RefCell::new(None) };
 }
 
-/// What one kernel tap writes for one output line inside a chunk of columns, the same in every
-/// input channel: the `len` bytes at `at` of the tap's row of the patch matrix, zero outside
-/// `lo..hi` (the padding), and there the input plane's bytes from `src` on, every `sx`-th.
-/// [`patch_lines`] works them out once per chunk, so [`fill_patches`] only copies.
+/// What one kernel tap writes for `lines` consecutive output lines of `len` bytes inside a chunk
+/// of columns, the same in every input channel: from `at` in the tap's row of the patch matrix,
+/// in each line zero outside `lo..hi` (the padding) and there the input plane's bytes, every
+/// `sx`-th. The bytes `lo..(lines - 1) * len + hi` of the run are one copy from `src` on: a run
+/// of several lines only exists where the lines follow each other in the input plane as in the
+/// row (stride 1, output as wide as the input), and the bytes between two lines' copies are
+/// zeroed after it. [`patch_runs`] works them out once per chunk, so [`fill_patches`] only
+/// copies and zeroes.
 #[derive(Debug, Clone, Copy)]
-struct PatchLine {
+struct PatchRun {
     at: usize,
     len: usize,
+    lines: usize,
     lo: usize,
     hi: usize,
     src: usize,
 }
 
-/// The [`PatchLine`]s of the output columns `m0..m0 + cn`, tap by tap, the same number for every
-/// tap (one per output line the chunk touches).
-fn patch_lines(op: &Im2colI8K4, m0: usize, cn: usize, out: &mut Vec<PatchLine>) {
-    out.clear();
+/// The [`PatchRun`]s of one chunk of columns, tap after tap.
+#[derive(Debug, Default)]
+struct PatchRuns {
+    runs: Vec<PatchRun>,
+    /// Where each tap's runs end in `runs`.
+    tap_ends: Vec<usize>,
+}
+
+impl PatchRuns {
+    /// The runs of each tap in turn.
+    fn per_tap(&self) -> impl Iterator<Item = &[PatchRun]> {
+        let starts = std::iter::once(0).chain(self.tap_ends.iter().copied());
+        starts
+            .zip(&self.tap_ends)
+            .map(|(start, &end)| &self.runs[start..end])
+    }
+}
+
+/// The [`PatchRuns`] of the output columns `m0..m0 + cn`: one line per output line the chunk
+/// touches, and consecutive whole lines merged into one run where they are both padding or
+/// (stride 1, output as wide as the input) both copy the same columns of consecutive input rows.
+fn patch_runs(op: &Im2colI8K4, m0: usize, cn: usize, out: &mut PatchRuns) {
+    out.runs.clear();
+    out.tap_ends.clear();
+    let rows_follow = op.sx == 1 && op.sy == 1 && op.w == op.ow;
     for (&(dy, dx), &(x_lo, x_hi)) in op.taps.iter().zip(&op.columns) {
+        let tap_start = out.runs.len();
         let mut m = m0;
         while m < m0 + cn {
             let (yo, xa) = (m / op.ow, m % op.ow);
             let xb = op.ow.min(xa + (m0 + cn - m));
             let y = (yo * op.sy) as isize + dy;
             let (lo, hi) = (x_lo.clamp(xa, xb), x_hi.clamp(xa, xb));
-            let mut line = PatchLine {
+            let mut line = PatchRun {
                 at: m - m0,
                 len: xb - xa,
+                lines: 1,
                 lo: 0,
                 hi: 0,
                 src: 0,
@@ -76,39 +106,78 @@ fn patch_lines(op: &Im2colI8K4, m0: usize, cn: usize, out: &mut Vec<PatchLine>) 
                 line.hi = hi - xa;
                 line.src = y as usize * op.w + (lo as isize * op.sx as isize + dx) as usize;
             }
-            out.push(line);
             m += xb - xa;
+            if out.runs.len() > tap_start {
+                let run = out.runs.last_mut().filter(|run| {
+                    let whole = run.len == op.ow && line.len == op.ow;
+                    let padding = run.lo == run.hi && line.lo == line.hi;
+                    let copies = rows_follow
+                        && (run.lo, run.hi) == (line.lo, line.hi)
+                        && line.src == run.src + run.lines * op.w;
+                    whole && (padding || copies)
+                });
+                if let Some(run) = run {
+                    run.lines += 1;
+                    continue;
+                }
+            }
+            out.runs.push(line);
         }
+        out.tap_ends.push(out.runs.len());
     }
 }
 
 /// Pass 1 of [`Im2colI8K4`] for one chunk of columns: the `[K, cn]` patch matrix, zero where a
-/// tap falls in the padding, from the chunk's [`patch_lines`]. One call per chunk, compiled per
+/// tap falls in the padding, from the chunk's [`patch_runs`]. One call per chunk, compiled per
 /// SIMD level like [`pack_k4`]; the lines are short (13-208 bytes in the person detector), so
 /// the copies are inlined here rather than left to a call each.
 #[multiversion(targets = "simd")]
-fn fill_patches(op: &Im2colI8K4, input: &[u8], lines: &[PatchLine], mat: &mut [u8]) {
+fn fill_patches(op: &Im2colI8K4, input: &[u8], runs: &PatchRuns, mat: &mut [u8]) {
     let cn = mat.len() / op.k().max(1);
-    let per_tap = lines.len() / op.taps.len().max(1);
     let mut rows = mat.chunks_exact_mut(cn.max(1));
     for plane in input.chunks_exact(op.h * op.w) {
-        for tap_lines in lines.chunks_exact(per_tap.max(1)) {
+        for tap_runs in runs.per_tap() {
             let Some(row) = rows.next() else {
                 return;
             };
-            for l in tap_lines {
-                let line = &mut row[l.at..l.at + l.len];
-                if l.lo > 0 {
-                    line[..l.lo].fill(0);
+            for r in tap_runs {
+                let span = &mut row[r.at..r.at + r.len * r.lines];
+                if r.lines == 1 {
+                    if r.lo > 0 {
+                        span[..r.lo].fill(0);
+                    }
+                    if r.hi < r.len {
+                        span[r.hi..].fill(0);
+                    }
+                    if r.lo < r.hi {
+                        copy_strided(&mut span[r.lo..r.hi], &plane[r.src..], op.sx);
+                    }
+                    continue;
                 }
-                if l.hi < l.len {
-                    line[l.hi..].fill(0);
+                if r.lo == r.hi {
+                    span.fill(0);
+                    continue;
                 }
-                if l.lo < l.hi {
-                    copy_strided(&mut line[l.lo..l.hi], &plane[l.src..], op.sx);
+                let end = (r.lines - 1) * r.len + r.hi;
+                copy_strided(&mut span[r.lo..end], &plane[r.src..], op.sx);
+                if r.lo > 0 || r.hi < r.len {
+                    for line in span.chunks_exact_mut(r.len) {
+                        zero_short(&mut line[..r.lo]);
+                        zero_short(&mut line[r.hi..]);
+                    }
                 }
             }
         }
+    }
+}
+
+/// Zeroes `bytes`, a line's padding: mostly one byte (3x3 kernels), so without a `memset` call.
+#[inline(always)]
+fn zero_short(bytes: &mut [u8]) {
+    match bytes {
+        [] => {}
+        [b] => *b = 0,
+        _ => bytes.fill(0),
     }
 }
 
@@ -119,6 +188,7 @@ fn fill_patches(op: &Im2colI8K4, input: &[u8], lines: &[PatchLine], mat: &mut [u
 fn copy_strided(dst: &mut [u8], src: &[u8], stride: usize) {
     let n = dst.len();
     match stride {
+        1 if n > 256 => dst.copy_from_slice(&src[..n]),
         1 if n > 32 => {
             // 32-byte moves, the last one overlapping the one before
             let mut i = 0;
@@ -313,19 +383,19 @@ impl Im2colI8K4 {
             Some(bytes) => &mut bytes[..len],
             None => bail!("Im2colI8K4: the output buffer is shared"),
         };
-        // Columns in chunks of whole panels whose [K, chunk] patch matrix stays within about
-        // 128 KiB, so that pass 2 reads it from cache.
+        // Columns in chunks of whole panels whose [K, chunk] patch matrix stays within
+        // CHUNK_BYTES, so that pass 2 reads it from cache.
         let chunk = ((CHUNK_BYTES / k.max(1)) / r).max(1) * r;
-        let (mut mat, mut lines) = SCRATCH.with(|s| s.take());
+        let (mut mat, mut runs) = SCRATCH.with(|s| s.take());
         for (c, panels) in out.chunks_mut(chunk / r * panel_len).enumerate() {
             let m0 = c * chunk;
             let cn = chunk.min(n - m0);
             mat.resize(k * cn, 0);
-            patch_lines(self, m0, cn, &mut lines);
-            fill_patches(self, input, &lines, &mut mat[..k * cn]);
+            patch_runs(self, m0, cn, &mut runs);
+            fill_patches(self, input, &runs, &mut mat[..k * cn]);
             pack_k4(&mat[..k * cn], panels, k, cn, r, panel_len);
         }
-        SCRATCH.with(|s| s.replace((mat, lines)));
+        SCRATCH.with(|s| s.replace((mat, runs)));
         OUTPUT.with(|o| o.replace(Some(blob.clone())));
         Ok(EagerPackedInput {
             fact: PackedExoticFact {
