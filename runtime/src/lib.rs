@@ -15,6 +15,8 @@ mod im2col;
 pub mod image;
 mod int8;
 pub mod labels;
+mod lanes;
+mod layernorm;
 pub mod limits;
 mod maxpool;
 pub mod model;

@@ -164,6 +164,7 @@ fn optimise(path: &Path) -> TractResult<(TypedModel, BTreeMap<String, String>)> 
     crate::im2col::speed_up_im2col(&mut typed)?;
     crate::resize::speed_up_resize(&mut typed)?;
     crate::softmax::speed_up_softmax(&mut typed)?;
+    crate::layernorm::fuse_layer_norms(&mut typed)?;
     Ok((typed, metadata))
 }
 

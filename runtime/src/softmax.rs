@@ -14,6 +14,7 @@
 //! (more on rows of thousands, where the order of a long sum shows), not bit for bit.
 //! [`speed_up_softmax`] swaps it in wherever tract would take its per-row path.
 
+use crate::lanes::{row_max, row_sum};
 use multiversion::multiversion;
 use tract_linalg::reduce::MapReduce;
 use tract_linalg::routines::Func;
@@ -49,38 +50,6 @@ impl PartialEq for SoftmaxRowsF32 {
 
 impl Eq for SoftmaxRowsF32 {}
 
-/// The largest value of `row` (NaN ignored, as `f32::max` does), over eight lanes so that the
-/// loop vectorises.
-#[inline(always)]
-fn row_max(row: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let mut chunks = row.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (lane, &x) in lanes.iter_mut().zip(chunk) {
-            *lane = lane.max(x);
-        }
-    }
-    let tail = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    lanes.iter().fold(tail, |m, &x| m.max(x))
-}
-
-/// The sum of `row`, over eight lanes so that the loop vectorises.
-#[inline(always)]
-fn row_sum(row: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let mut chunks = row.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (lane, &x) in lanes.iter_mut().zip(chunk) {
-            *lane += x;
-        }
-    }
-    let tail: f32 = chunks.remainder().iter().sum();
-    lanes.iter().sum::<f32>() + tail
-}
-
 /// Subtracts from every row of `block` its maximum.
 #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 fn subtract_row_max(block: &mut [f32], row_len: usize) {
@@ -96,7 +65,7 @@ fn subtract_row_max(block: &mut [f32], row_len: usize) {
 #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 fn normalise_rows(block: &mut [f32], row_len: usize) {
     for row in block.chunks_exact_mut(row_len) {
-        let scale = row_sum(row).recip();
+        let scale = row_sum(row, |x| x).recip();
         for x in row.iter_mut() {
             *x *= scale;
         }
