@@ -1,15 +1,16 @@
 //! A fused f32 layer normalisation over the last axis, for the chain tract leaves of one.
 //!
-//! tract 0.23.9 optimises an ONNX `LayerNormalization` (the affine part folded into the next
-//! product) into four nodes: a `Reduce<Sum>` over the last axis, a multiply of the sums by
-//! `1 / C`, the subtraction of those means, and its `RmsNorm`, whose sum of squares is a scalar
-//! loop on every x86_64 CPU without AVX-512. They cost GRITv2-S's 37 layer norms about 3 ms of a
-//! run in either file on the AVX2 tier (docs/perf.md). [`LayerNormRows`] computes each row in
-//! one go while it is in the L1 cache: the sum, the mean as the sum times tract's `1 / C`, the
-//! differences, their sum of squares, and the scale `1 / sqrt(sum / C + eps)`, tract's formula
-//! step for step. Only the order in which the two sums add up differs (eight lanes here), so the
-//! outputs agree with tract's to a few units in the last place of the row's scale, not bit for
-//! bit. [`fuse_layer_norms`] swaps it in for every such chain.
+//! tract 0.23.9 optimises an ONNX `LayerNormalization` (in GRITv2-S its affine part is folded
+//! into the next product) into four nodes: a `Reduce<Sum>` over the last axis, a multiply of the
+//! sums by `1 / C`, the subtraction of those means, and an `RmsNorm`, whose sum of squares is a
+//! scalar loop except on AVX-512 CPUs (so on every ARM board too). GRITv2-S's 37 layer norms
+//! cost about 3 ms of a run that way in either file on the AVX2 tier (docs/int8.md, "The layer
+//! norms in one op"). [`LayerNormRows`] computes each row in one go while it is in the L1
+//! cache: the sum, the mean as the sum times tract's `1 / C`, the differences, their sum of
+//! squares, and the scale `1 / sqrt(sum / C + eps)`, tract's formula step for step. Only the
+//! order in which the two sums add up differs (eight lanes here), so the outputs agree with
+//! tract's to a few units in the last place of the row's scale, not bit for bit.
+//! [`fuse_layer_norms`] swaps it in for every such chain.
 
 use crate::lanes::row_sum;
 use multiversion::multiversion;
