@@ -9,12 +9,12 @@
 //! lazily and do not have this cost.
 //!
 //! [`Im2colI8K4`] computes the same bytes in two cache-friendly passes over chunks of whole
-//! panels (about 256 KiB of patches each): the plain `[K, chunk]` patch matrix row by row
-//! (one copy for a run of whole output lines where the stride is 1), then the packing panel by panel, as tract's own
-//! `PackedI8K4::pack_view` lays it out. [`speed_up_im2col`] swaps it in for every
-//! `Im2col` node it covers (one group, i8 input in NCHW/CHW, 2-D kernel, padding value 0, the
-//! `PackedI8K4` output format); other `Im2col` nodes (f32, the ARM `PackedFormat` layout, grouped
-//! convolutions) stay tract's.
+//! panels (about 256 KiB of patches each): the plain `[K, chunk]` patch matrix row by row (one
+//! copy for a run of whole output lines where the stride is 1), then the packing panel by
+//! panel, as tract's own `PackedI8K4::pack_view` lays it out. [`speed_up_im2col`] swaps it in
+//! for every `Im2col` node it covers (one group, i8 input in NCHW/CHW, 2-D kernel, padding value
+//! 0, the `PackedI8K4` output format); other `Im2col` nodes (f32, the ARM `PackedFormat` layout,
+//! grouped convolutions) stay tract's.
 
 use multiversion::multiversion;
 use tract_onnx::prelude::*;
