@@ -569,15 +569,7 @@ pub fn speed_up_im2col(model: &mut TypedModel) -> TractResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::passes::{output_bits, shipped_model};
-
-    fn pattern(shape: &[usize], step: usize) -> Tensor {
-        let len = shape.iter().product::<usize>();
-        let values: Vec<f32> = (0..len)
-            .map(|i| ((i * step) % 1000) as f32 / 1000.0)
-            .collect();
-        Tensor::from_shape(shape, &values).unwrap()
-    }
+    use crate::passes::{gritv2_inputs, output_bits, pattern, shipped_model};
 
     /// The `Im2col` nodes that write the `PackedI8K4` layout. There are none where this CPU's
     /// int8 kernel packs otherwise (armv7's `armv7neon_mmm_i32_8x4`, arm64 without dotprod), and
@@ -633,26 +625,6 @@ mod tests {
     /// pass.
     #[test]
     fn im2col_pass_gives_bit_identical_gritv2_outputs() {
-        let boxes = Tensor::from_shape(
-            &[1, 8, 4],
-            &[
-                [0.1f32, 0.1, 0.4, 0.9],
-                [0.5, 0.2, 0.9, 0.8],
-                [0.3, 0.3, 0.6, 0.7],
-            ]
-            .iter()
-            .cycle()
-            .take(8)
-            .flatten()
-            .copied()
-            .collect::<Vec<f32>>(),
-        )
-        .unwrap();
-        let mask = Tensor::from_shape(&[1, 8], &[1f32, 1., 1., 0., 0., 0., 0., 0.]).unwrap();
-        check(
-            "gritv2-s.int8.onnx",
-            &[pattern(&[1, 3, 224, 224], 6131), boxes, mask],
-            1,
-        );
+        check("gritv2-s.int8.onnx", &gritv2_inputs(), 1);
     }
 }

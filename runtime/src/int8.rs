@@ -534,12 +534,9 @@ fn add_patch(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatc
     let Some(dq) = dq_node.op_as::<DequantizeI8>() else {
         return Ok(None);
     };
-    let Some(add) = model.single_succ(id)? else {
+    let Some(add) = crate::passes::only_reader(model, dq_node)? else {
         return Ok(None);
     };
-    if model.outputs.contains(&OutletId::new(id, 0)) {
-        return Ok(None);
-    }
     let is_add = add
         .op_as::<OptBinUnicast>()
         .is_some_and(|op| op.binop.name() == "Add");

@@ -21,6 +21,18 @@ pub(crate) fn swap_ops(
     Ok(replaced)
 }
 
+/// The node that alone reads `node`'s output, unless that output is also one of the graph's: a
+/// node whose value a pass may fold into that reader.
+pub(crate) fn only_reader<'m>(
+    model: &'m TypedModel,
+    node: &TypedNode,
+) -> TractResult<Option<&'m TypedNode>> {
+    if model.outputs.contains(&OutletId::new(node.id, 0)) {
+        return Ok(None);
+    }
+    model.single_succ(node.id)
+}
+
 /// Applies the patch `patch_at` makes at each node, in node order, to the graph as the patches
 /// before it left it; then, if any applied, drops the nodes nothing reads any more. Returns how
 /// many applied.
@@ -75,4 +87,36 @@ pub(crate) fn shipped_model(file: &str) -> TypedModel {
         .unwrap()
         .into_optimized()
         .unwrap()
+}
+
+/// An f32 tensor of `shape` whose values in [0, 1) repeat every 1000 / gcd(step, 1000).
+#[cfg(test)]
+pub(crate) fn pattern(shape: &[usize], step: usize) -> Tensor {
+    let len = shape.iter().product::<usize>();
+    let values: Vec<f32> = (0..len)
+        .map(|i| ((i * step) % 1000) as f32 / 1000.0)
+        .collect();
+    Tensor::from_shape(shape, &values).unwrap()
+}
+
+/// GRITv2-S's inputs for the passes' tests: a patterned 224x224 image, eight boxes (three
+/// distinct) and a mask of the first three.
+#[cfg(test)]
+pub(crate) fn gritv2_inputs() -> [Tensor; 3] {
+    let boxes: Vec<f32> = [
+        [0.1f32, 0.1, 0.4, 0.9],
+        [0.5, 0.2, 0.9, 0.8],
+        [0.3, 0.3, 0.6, 0.7],
+    ]
+    .iter()
+    .cycle()
+    .take(8)
+    .flatten()
+    .copied()
+    .collect();
+    [
+        pattern(&[1, 3, 224, 224], 6131),
+        Tensor::from_shape(&[1, 8, 4], &boxes).unwrap(),
+        Tensor::from_shape(&[1, 8], &[1f32, 1., 1., 0., 0., 0., 0., 0.]).unwrap(),
+    ]
 }
