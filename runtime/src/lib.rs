@@ -23,6 +23,7 @@ pub mod model;
 pub mod overlay;
 mod passes;
 mod pipeline;
+mod pointwise;
 pub mod profile;
 pub mod relate;
 pub mod relation_choice;

@@ -155,7 +155,9 @@ fn optimise(path: &Path) -> TractResult<(TypedModel, BTreeMap<String, String>)> 
             Some((key.to_owned(), value))
         })
         .collect();
-    let mut typed = model.into_optimized()?;
+    let mut typed = model.into_typed()?.into_decluttered()?;
+    crate::pointwise::merge_pointwise_rows(&mut typed)?;
+    typed.optimize()?;
     crate::int8::speed_up_quantisation(&mut typed)?;
     crate::int8::tabulate_dequantised_chains(&mut typed)?;
     crate::int8::requantise_tables(&mut typed)?;

@@ -1,7 +1,8 @@
 //! What kith's graph passes ([`crate::int8`], [`crate::maxpool`], [`crate::im2col`],
-//! [`crate::resize`], [`crate::softmax`], [`crate::layernorm`]) share: each runs on tract's
-//! optimised graph and swaps nodes for ops that compute the same values faster (the softmax and
-//! the layer norm to a few units in the last place, the others bit for bit).
+//! [`crate::resize`], [`crate::softmax`], [`crate::layernorm`], [`crate::pointwise`]) share: each
+//! runs on tract's optimised graph and swaps nodes for ops that compute the same values faster
+//! (the softmax and the layer norm to a few units in the last place, the others bit for bit);
+//! the pointwise one runs before tract's codegen and reshapes instead, bit for bit.
 
 use tract_onnx::prelude::*;
 

@@ -1283,6 +1283,36 @@ impl PackedI8K4 {
                     }
                     continue;
                 }
+                if ms == 1 {
+                    // MN contiguous in the source (a `[k, mn]` operand: the B side of a 1x1
+                    // convolution on NCHW), kith issue 13: per block of 4 K, 8 lanes at a time
+                    // are 4 source rows of 8 bytes read whole and interleaved into one 32-byte
+                    // store; the lanes past a multiple of 8 bytewise.
+                    for kb in 0..kblocks {
+                        let block = panel.add(kb * self.r * 4);
+                        let rows = 4.min(k - kb * 4);
+                        let row = |kr: usize| src.offset((kb * 4 + kr) as isize * ks + mn0);
+                        for group in 0..pw / 8 {
+                            let mut quad = [[0i8; 8]; 4];
+                            for (kr, bytes) in quad.iter_mut().enumerate().take(rows) {
+                                *bytes = (row(kr).add(group * 8) as *const [i8; 8]).read_unaligned();
+                            }
+                            let mut lanes = [0i8; 32];
+                            for (lm, lane) in lanes.chunks_exact_mut(4).enumerate() {
+                                for (kr, byte) in lane.iter_mut().enumerate() {
+                                    *byte = quad[kr][lm];
+                                }
+                            }
+                            (block.add(group * 32) as *mut [i8; 32]).write_unaligned(lanes);
+                        }
+                        for kr in 0..rows {
+                            for lm in pw / 8 * 8..pw {
+                                *block.add(lm * 4 + kr) = *row(kr).add(lm);
+                            }
+                        }
+                    }
+                    continue;
+                }
                 for kb in 0..kblocks {
                     for kr in 0..4 {
                         let kk = kb * 4 + kr;
