@@ -4,8 +4,8 @@
 //! codegen, folds H and W into one axis of the matrix product (its `merge-same-role-axes` rule),
 //! but only in two-input einsums. A quantised convolution's einsum also takes its bias, scales
 //! and zero points, so there H stays a batch axis: H products of `[O, C] x [C, W]`, each packed
-//! and dispatched on its own (56 products of 256x64x56 for each 1x1 convolution of GRITv2-S's
-//! first stage, 13 of 128x512x13 in the detector; docs/int8.md, "One product per 1x1
+//! and dispatched on its own (56 products of 56 columns for each 1x1 convolution of GRITv2-S's
+//! first stage, 13 of 13 columns for one in the detector; docs/int8.md, "One product per 1x1
 //! convolution"). [`merge_pointwise_rows`] makes the same fold in those einsums on the
 //! decluttered graph, before codegen: the input reshaped to `[N, C, H * W]`, the einsum over it,
 //! its output reshaped back. The integer sums are the same, so are the bytes.
@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn detector_int8_same_bytes() {
         let (plain, merged, count) = both_ways("person-detector.int8.onnx");
-        // The three 1x1 convolutions of the neck at 52, 26 and 13 rows.
+        // Its three 1x1 convolutions of 128 outputs, on 52, 26 and 13 rows.
         assert_eq!(count, 3);
         let image = [crate::passes::pattern(&[1, 3, 416, 416], 7919)];
         assert_eq!(output_bits(merged, &image), output_bits(plain, &image));

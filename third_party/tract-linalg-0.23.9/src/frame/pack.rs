@@ -1284,7 +1284,7 @@ impl PackedI8K4 {
                     continue;
                 }
                 if ms == 1 {
-                    // MN contiguous in the source (a `[k, mn]` operand: the B side of a 1x1
+                    // MN contiguous in the source (a `[k, mn]` operand: the activations of a 1x1
                     // convolution on NCHW), kith issue 13: per block of 4 K, 8 lanes at a time
                     // are 4 source rows of 8 bytes read whole and interleaved into one 32-byte
                     // store; the lanes past a multiple of 8 bytewise.
