@@ -86,6 +86,8 @@ fn row_and_column_axes(axes: &AxesMapping) -> Option<(usize, char, char)> {
     })
 }
 
+/// The tests load whole models, seconds each under qemu, so they run on x86_64 only; on the ARM
+/// targets the INT8 agreement tests (`tests/int8.rs`) run the models through this pass.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +125,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(target_arch = "x86_64"), ignore = "x86_64 only: model loads")]
     fn gritv2_s_int8_same_bytes_fewer_products() {
         let (plain, merged, count) = both_ways("gritv2-s.int8.onnx");
         // Stage 0's four 1x1 convolutions, the downsamplings' six, four products of stage 1's
@@ -139,6 +142,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(target_arch = "x86_64"), ignore = "x86_64 only: model loads")]
     fn detector_int8_same_bytes() {
         let (plain, merged, count) = both_ways("person-detector.int8.onnx");
         // Its three 1x1 convolutions of 128 outputs, on 52, 26 and 13 rows.
@@ -148,6 +152,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(target_arch = "x86_64"), ignore = "x86_64 only: model loads")]
     fn fp32_einsums_are_left_to_tract() {
         let mut model = decluttered("gritv2-s.fp32.onnx");
         assert_eq!(merge_pointwise_rows(&mut model).unwrap(), 0);
