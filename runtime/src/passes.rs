@@ -77,17 +77,22 @@ pub(crate) fn output_bits(model: TypedModel, inputs: &[Tensor]) -> Vec<Vec<u32>>
         .collect()
 }
 
-/// `file` of the repository's models/, as tract optimises it, before kith's passes.
+/// `file` of the repository's models/, as tract declutters it (before its codegen).
 #[cfg(test)]
-pub(crate) fn shipped_model(file: &str) -> TypedModel {
+pub(crate) fn shipped_decluttered(file: &str) -> TypedModel {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../models")
         .join(file);
-    tract_onnx::onnx()
-        .model_for_path(&path)
-        .unwrap()
-        .into_optimized()
-        .unwrap()
+    let model = tract_onnx::onnx().model_for_path(&path).unwrap();
+    model.into_typed().unwrap().into_decluttered().unwrap()
+}
+
+/// `file` of the repository's models/, as tract optimises it, before kith's passes.
+#[cfg(test)]
+pub(crate) fn shipped_model(file: &str) -> TypedModel {
+    let mut model = shipped_decluttered(file);
+    model.optimize().unwrap();
+    model
 }
 
 /// An f32 tensor of `shape` whose values in [0, 1) repeat every 1000 / gcd(step, 1000).

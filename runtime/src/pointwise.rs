@@ -32,8 +32,8 @@ fn merged(model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModel
     let Some((slot, rows, columns)) = row_and_column_axes(&op.axes) else {
         return Ok(None);
     };
-    let at = op.axes.axis(rows)?.inputs[slot][0];
-    let out_at = op.axes.axis(rows)?.outputs[0][0];
+    let rows = op.axes.axis(rows)?;
+    let (at, out_at) = (rows.inputs[slot][0], rows.outputs[0][0]);
     let shape = &model.outlet_fact(node.inputs[slot])?.shape;
     let dims: TVec<TDim> = tvec![shape[at].clone(), shape[at + 1].clone()];
     if dims.iter().any(|d| d.as_i64().is_none_or(|d| d < 2)) {
@@ -91,20 +91,11 @@ fn row_and_column_axes(axes: &AxesMapping) -> Option<(usize, char, char)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::passes::output_bits;
-
-    /// `file` of models/ after tract's declutter.
-    fn decluttered(file: &str) -> TypedModel {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../models")
-            .join(file);
-        let model = tract_onnx::onnx().model_for_path(&path).unwrap();
-        model.into_typed().unwrap().into_decluttered().unwrap()
-    }
+    use crate::passes::{output_bits, shipped_decluttered};
 
     /// `file` through tract's codegen without and with the merge, and how many einsums merged.
     fn both_ways(file: &str) -> (TypedModel, TypedModel, usize) {
-        let mut plain = decluttered(file);
+        let mut plain = shipped_decluttered(file);
         let mut merged = plain.clone();
         let count = merge_pointwise_rows(&mut merged).unwrap();
         plain.optimize().unwrap();
@@ -154,7 +145,7 @@ mod tests {
     #[test]
     #[cfg_attr(not(target_arch = "x86_64"), ignore = "x86_64 only: model loads")]
     fn fp32_einsums_are_left_to_tract() {
-        let mut model = decluttered("gritv2-s.fp32.onnx");
+        let mut model = shipped_decluttered("gritv2-s.fp32.onnx");
         assert_eq!(merge_pointwise_rows(&mut model).unwrap(), 0);
     }
 }
