@@ -115,46 +115,63 @@ fn int8_agrees_with_fp32_on_the_reference_persons() {
         .map(|f| f["relations"].as_array().unwrap().len())
         .max()
         .unwrap();
-    let mut fp32 = RelationModel::load(&model("gritv2-s.fp32.onnx"), 1).unwrap();
-    let mut int8 = RelationModel::load(&model("gritv2-s.int8.onnx"), 1).unwrap();
-    let (mut pairs, mut agree, mut max_diff) = (0usize, 0usize, 0f32);
-    let busiest = frames
+    let busiest: Vec<&serde_json::Value> = frames
         .iter()
-        .filter(|f| f["relations"].as_array().unwrap().len() == most);
-    for frame in busiest.take(REFERENCE_FRAMES) {
-        let name = frame["source"].as_str().unwrap();
-        let img = common::load_rgb(&common::demo_frames_dir().join(name));
-        let persons: HVec<Person, MAX_PERSONS> = frame["persons"]
-            .as_array()
-            .unwrap()
+        .filter(|f| f["relations"].as_array().unwrap().len() == most)
+        .take(REFERENCE_FRAMES)
+        .collect();
+    let inputs: Vec<(&str, HVec<Person, MAX_PERSONS>)> = busiest
+        .iter()
+        .map(|frame| {
+            let persons = frame["persons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    let b: Vec<f32> = p["box"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_f64().unwrap() as f32)
+                        .collect();
+                    Person::new(
+                        p["id"].as_u64().unwrap() as u8,
+                        [b[0], b[1], b[2], b[3]],
+                        p["score"].as_f64().unwrap() as f32,
+                    )
+                })
+                .collect();
+            (frame["source"].as_str().unwrap(), persons)
+        })
+        .collect();
+    // Each file loads and runs in a thread of its own (one tract thread each): under qemu-user the
+    // two halves take both cores where a core is free (.ci/run).
+    let run = |file: &str| {
+        let mut m = RelationModel::load(&model(file), 1).unwrap();
+        let relations: Vec<HVec<Relation, MAX_PAIRS>> = inputs
             .iter()
-            .map(|p| {
-                let b: Vec<f32> = p["box"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_f64().unwrap() as f32)
-                    .collect();
-                Person::new(
-                    p["id"].as_u64().unwrap() as u8,
-                    [b[0], b[1], b[2], b[3]],
-                    p["score"].as_f64().unwrap() as f32,
-                )
+            .map(|(name, persons)| {
+                let img = common::load_rgb(&common::demo_frames_dir().join(name));
+                let mut rel = HVec::new();
+                m.prepare_image(&img.as_frame()).unwrap();
+                m.relate(persons, img.width, img.height, &mut rel).unwrap();
+                assert_eq!(rel.len(), most, "{file}: {name}");
+                rel
             })
             .collect();
-        let mut rel_f: HVec<Relation, MAX_PAIRS> = HVec::new();
-        let mut rel_q: HVec<Relation, MAX_PAIRS> = HVec::new();
-        for (m, rel) in [(&mut fp32, &mut rel_f), (&mut int8, &mut rel_q)] {
-            m.prepare_image(&img.as_frame()).unwrap();
-            m.relate(&persons, img.width, img.height, rel).unwrap();
-        }
-        assert_eq!(rel_f.len(), most, "{name}");
-        for (f, q) in rel_f.iter().zip(&rel_q) {
-            pairs += 1;
-            agree += usize::from(argmax(&f.probs) == argmax(&q.probs));
-            for (a, b) in f.probs.iter().zip(&q.probs) {
-                max_diff = max_diff.max((a - b).abs());
-            }
+        (relations, m.model().matmul_kernels())
+    };
+    let ((rel_f, _), (rel_q, int8_kernels)) = std::thread::scope(|s| {
+        let fp32 = s.spawn(|| run("gritv2-s.fp32.onnx"));
+        let int8 = s.spawn(|| run("gritv2-s.int8.onnx"));
+        (fp32.join().unwrap(), int8.join().unwrap())
+    });
+    let (mut pairs, mut agree, mut max_diff) = (0usize, 0usize, 0f32);
+    for (f, q) in rel_f.iter().flatten().zip(rel_q.iter().flatten()) {
+        pairs += 1;
+        agree += usize::from(argmax(&f.probs) == argmax(&q.probs));
+        for (a, b) in f.probs.iter().zip(&q.probs) {
+            max_diff = max_diff.max((a - b).abs());
         }
     }
     println!(
@@ -162,7 +179,7 @@ fn int8_agrees_with_fp32_on_the_reference_persons() {
          {agree}/{pairs}, max |p_int8 - p_fp32| {max_diff:.4}, matmul kernels {:?}",
         std::env::consts::ARCH,
         std::env::var("QEMU_CPU").unwrap_or_else(|_| "native".into()),
-        int8.model().matmul_kernels()
+        int8_kernels
     );
     assert!(
         pairs >= 20,
