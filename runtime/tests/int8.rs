@@ -115,13 +115,10 @@ fn int8_agrees_with_fp32_on_the_reference_persons() {
         .map(|f| f["relations"].as_array().unwrap().len())
         .max()
         .unwrap();
-    let busiest: Vec<&serde_json::Value> = frames
+    let inputs: Vec<(&str, HVec<Person, MAX_PERSONS>)> = frames
         .iter()
         .filter(|f| f["relations"].as_array().unwrap().len() == most)
         .take(REFERENCE_FRAMES)
-        .collect();
-    let inputs: Vec<(&str, HVec<Person, MAX_PERSONS>)> = busiest
-        .iter()
         .map(|frame| {
             let persons = frame["persons"]
                 .as_array()
