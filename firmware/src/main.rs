@@ -102,7 +102,6 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    kith_runtime::model::avoid_crashing_kernels();
     let cli = Cli::parse();
     let verbosity = if cli.quiet {
         Verbosity::Quiet

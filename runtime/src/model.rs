@@ -50,17 +50,6 @@ impl std::fmt::Debug for ModelFile {
 /// Metadata keys under which ONNX `metadata_props` appear in tract's model properties.
 const METADATA_PREFIX: &str = "onnx.metadata_props.";
 
-/// Keeps tract off a matmul kernel known to crash, unless the user chose an ISA with
-/// `TRACT_CPU_ISA`. tract-linalg 0.23.9's AMX int8 kernel (`avx512amx_mmm_i32_8x8`) faults now and
-/// then (SIGSEGV inside the kernel, caught in gdb while kith's INT8 test ran on a Xeon with AMX; see
-/// docs/int8.md); without AMX tract takes its AVX-512 VNNI int8 kernels. Only x86_64 has AMX. Call it
-/// first thing in `main`, while the process has one thread and before any model is loaded.
-pub fn avoid_crashing_kernels() {
-    if cfg!(target_arch = "x86_64") && std::env::var_os("TRACT_CPU_ISA").is_none() {
-        std::env::set_var("TRACT_CPU_ISA", "-amx-int8");
-    }
-}
-
 /// The instruction set tract-linalg detected on this CPU (after `TRACT_CPU_ISA`), as the start-up
 /// banner and the tools name it.
 #[derive(Debug, Clone, PartialEq, Eq)]

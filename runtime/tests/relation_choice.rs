@@ -48,7 +48,6 @@ fn tiny_relation_model(path: &std::path::Path) {
 
 #[test]
 fn the_faster_file_is_kept_whether_model_or_fallback() {
-    kith_runtime::model::avoid_crashing_kernels();
     let tiny = std::env::temp_dir().join(format!("kith-tiny-relation-{}.onnx", std::process::id()));
     tiny_relation_model(&tiny);
     let real = model("gritv2-s.fp32.onnx");
@@ -86,7 +85,6 @@ fn the_faster_file_is_kept_whether_model_or_fallback() {
 
 #[test]
 fn a_fallback_that_is_no_relation_model_is_refused_naming_the_field() {
-    kith_runtime::model::avoid_crashing_kernels();
     let err = load_fallback(&model("person-detector.onnx"), 1).unwrap_err();
     assert!(matches!(err, ChoiceError::Fallback(_)), "{err:?}");
     let text = format!("{}: {}", err, std::error::Error::source(&err).unwrap());

@@ -131,7 +131,6 @@ enum AllocatorChoice {
 
 fn main() -> ExitCode {
     let started = Instant::now();
-    kith_runtime::model::avoid_crashing_kernels();
     let cli = Cli::parse();
     // Only fails when a logger is already installed, which nothing before this line does.
     if let Err(e) = kith::logging::init("kith-bench", kith::logging::Verbosity::Normal) {

@@ -6,13 +6,6 @@ mod common;
 use kith_inspect::audit::audit;
 use kith_runtime::model::{output_f32, ModelFile};
 
-/// Keeps tract off its crashing AMX int8 kernel (as kith's binaries do) before any test loads a
-/// model; every test calls this first.
-fn setup() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(kith_runtime::model::avoid_crashing_kernels);
-}
-
 /// Builds `x [1, 16] -> QuantizeLinear -> DequantizeLinear -> middle... -> y` with int8 zero
 /// points 0: `middle` lists (op, quantisation scale) steps, `None` for a plain op.
 fn qdq_graph(path: &std::path::Path, steps: &[(&str, Option<f32>)]) {
@@ -100,7 +93,6 @@ const OUT_SCALE: f32 = 1.0 / 127.0;
 
 #[test]
 fn hazard_check_fails_on_the_softmax_lookup_table_fault() {
-    setup();
     let dir = std::env::temp_dir();
     let faulty = dir.join(format!("kith-qdq-softmax-{}.onnx", std::process::id()));
     qdq_graph(
@@ -136,7 +128,6 @@ fn hazard_check_fails_on_the_softmax_lookup_table_fault() {
 
 #[test]
 fn hazard_check_passes_softmax_outside_the_qdq_chain() {
-    setup();
     let dir = std::env::temp_dir();
     let safe = dir.join(format!("kith-qdq-safe-{}.onnx", std::process::id()));
     // DQ -> Sigmoid -> Q is element-wise and folds into a correct lookup table; the Softmax runs

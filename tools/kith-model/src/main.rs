@@ -354,7 +354,6 @@ fn round3(v: f64) -> f64 {
 }
 
 fn main() -> ExitCode {
-    kith_runtime::model::avoid_crashing_kernels();
     let cli = Cli::parse();
     // Only fails when a logger is already installed, which nothing before this line does.
     if let Err(e) = kith::logging::init("kith-model", kith::logging::Verbosity::Normal) {

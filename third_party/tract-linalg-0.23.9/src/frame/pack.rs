@@ -1216,13 +1216,21 @@ where
 pub struct PackedI8K4 {
     pub r: usize,
     pub align: usize,
+    /// K is padded with zeros to a multiple of this: 4, or 64 for the AMX kernels, whose tile
+    /// loads read 64 K of every lane per step (kith issue 13).
+    pub k_align: usize,
 }
 impl PackedI8K4 {
     pub fn new(r: usize) -> Self {
-        PackedI8K4 { r, align: 16 }
+        PackedI8K4 { r, align: 16, k_align: 4 }
+    }
+    /// The same layout with K padded to a multiple of `k_align` (a multiple of 4).
+    pub fn with_k_padded_to(r: usize, k_align: usize) -> Self {
+        assert!(k_align % 4 == 0, "PackedI8K4 pads K to a multiple of 4, not {k_align}");
+        PackedI8K4 { r, align: 16, k_align }
     }
     fn panel(&self, k: usize) -> usize {
-        (k.div_ceil(4) * 4) * self.r
+        k.div_ceil(self.k_align) * self.k_align * self.r
     }
     pub fn single_panel_len(&self, k: usize) -> usize {
         self.panel(k)
@@ -1252,14 +1260,13 @@ impl PackedI8K4 {
         ensure!(k_axis != mn_axis, "k_axis and mn_axis must differ (both are {k_axis})");
         let k = t.shape()[k_axis];
         let mn = t.shape()[mn_axis];
-        let kp = k.div_ceil(4) * 4;
-        let pl = kp * self.r;
+        let pl = self.panel(k);
         let panels = mn.div_ceil(self.r);
         let st = t.strides();
         let mut blob = unsafe { Blob::new_for_size_and_align(panels * pl, self.align) };
         blob.as_bytes_mut().fill(0);
         let (ks, ms) = (st[k_axis], st[mn_axis]);
-        let kblocks = kp / 4;
+        let kblocks = k.div_ceil(4);
         unsafe {
             let src = t.as_ptr_unchecked::<i8>();
             let dst = blob.as_mut_ptr() as *mut i8;
@@ -1338,7 +1345,11 @@ impl PackedI8K4 {
 }
 impl std::fmt::Display for PackedI8K4 {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "I8K4[{}]", self.r)
+        if self.k_align == 4 {
+            write!(f, "I8K4[{}]", self.r)
+        } else {
+            write!(f, "I8K4[{}]k{}", self.r, self.k_align)
+        }
     }
 }
 impl MMMInputFormat for PackedI8K4 {
@@ -1361,13 +1372,15 @@ impl MMMInputFormat for PackedI8K4 {
         self.r
     }
     fn k_alignment(&self) -> usize {
-        4
+        self.k_align
     }
     fn merge_with<'o, 'a: 'o, 'b: 'o>(
         &'a self,
         o: &'b dyn MMMInputFormat,
     ) -> Option<&'o dyn MMMInputFormat> {
-        o.downcast_ref::<PackedI8K4>().filter(|x| x.r == self.r).map(|_| self as _)
+        o.downcast_ref::<PackedI8K4>()
+            .filter(|x| x.r == self.r && x.k_align == self.k_align)
+            .map(|_| self as _)
     }
     fn mem_size(&self, k: TDim, mn: TDim) -> TDim {
         mn.divceil(self.r) * self.panel(k.to_usize().unwrap_or(0))
