@@ -122,17 +122,10 @@ fn int8_agrees_with_fp32_on_the_reference_persons() {
                 .unwrap()
                 .iter()
                 .map(|p| {
-                    let b: Vec<f32> = p["box"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|v| v.as_f64().unwrap() as f32)
-                        .collect();
-                    Person::new(
-                        p["id"].as_u64().unwrap() as u8,
-                        [b[0], b[1], b[2], b[3]],
-                        p["score"].as_f64().unwrap() as f32,
-                    )
+                    let corner = |i: usize| p["box"][i].as_f64().unwrap() as f32;
+                    let score = p["score"].as_f64().unwrap() as f32;
+                    let id = p["id"].as_u64().unwrap() as u8;
+                    Person::new(id, [corner(0), corner(1), corner(2), corner(3)], score)
                 })
                 .collect();
             (frame["source"].as_str().unwrap(), persons)
