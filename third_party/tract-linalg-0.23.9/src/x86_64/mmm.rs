@@ -208,9 +208,10 @@ MMMExternKernel! { x86_64; avxvnni_mmm_i32_8x8<i32>(8,8)@(256,4) isa(X86_64Avx2,
 // K-padded to multiples of 64); B is VNNI's K=4-inner PackedI8K4 layout with K
 // padded to 64 as well (kith issue 13: with K padded to 4, the B tile loads of the
 // last K step read up to 60 * r bytes past the last panel, which faulted when the
-// packed buffer ended at an unmapped page). TDPBSSD is s8 x s8 so no +128 bias trick — accumulators are
-// bit-identical to AVX2/VNNI. Gated by `isa(X86_64Avx512f, X86_64AmxInt8)` (= CPUID amx-int8
-// AND Linux XSAVE permission via arch_prctl).
+// packed buffer ended at an unmapped page). TDPBSSD is s8 x s8 so no +128 bias
+// trick — accumulators are bit-identical to AVX2/VNNI. Gated by
+// `isa(X86_64Avx512f, X86_64AmxInt8)` (= CPUID amx-int8 AND Linux XSAVE permission
+// via arch_prctl).
 #[cfg(tract_amx_int8)]
 MMMExternKernel! { x86_64; avx512amx_mmm_i32_8x8<i32>(8,8)@(64,4) isa(X86_64Avx512f, X86_64AmxInt8)
     packing[1] = i8i8 => |k| k.with_packing(PackedAmxA::new(8), PackedI8K4::with_k_padded_to(8, 64));
