@@ -7,7 +7,8 @@
 //! the soak crosses several rotations. Every `--sample-every` frames (counted from kith's
 //! per-frame lines) it samples kith's resident size, open fds and memory maps from /proc. It
 //! passes when, after the warm-up, RSS grew by at most `--max-rss-growth-kb`, fds and maps did
-//! not grow, time per frame stayed flat (the last quarter's median within 1.5x of the first's),
+//! not grow, kith's CPU time per frame stayed flat (the last quarter's median within 1.5x of the
+//! first's; CPU time, not wall time, so other work on the machine does not fail the soak),
 //! results.jsonl was rotated at least once, and the lines of results.jsonl and its rotated files
 //! parse, one per frame. Exit 0 on a pass, 1 on a failure.
 
@@ -20,7 +21,7 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use image::codecs::jpeg::JpegEncoder;
 
-/// Runs kith for N frames and checks that its memory, fds, maps and frame time stay flat.
+/// Runs kith for N frames and checks that its memory, fds, maps and CPU time per frame stay flat.
 #[derive(Parser, Debug)]
 struct Args {
     /// Frames kith runs.
@@ -52,6 +53,8 @@ struct Sample {
     maps: usize,
     /// Wall time per frame since the previous sample (ms).
     ms_per_frame: f64,
+    /// kith's CPU time (all its threads, user and system) per frame since the previous sample (ms).
+    cpu_ms_per_frame: f64,
 }
 
 fn main() -> Result<()> {
@@ -107,7 +110,7 @@ fn sample(child: &mut Child, args: &Args) -> Result<Vec<Sample>> {
     let pid = child.id();
     let stdout = BufReader::new(child.stdout.take().context("kith's stdout")?);
     let mut samples = Vec::new();
-    let (mut frames, mut since) = (0u64, Instant::now());
+    let (mut frames, mut since, mut cpu_since) = (0u64, Instant::now(), cpu_ms(pid)?);
     for line in stdout.lines() {
         if !line?.starts_with("frame ") {
             continue;
@@ -117,6 +120,9 @@ fn sample(child: &mut Child, args: &Args) -> Result<Vec<Sample>> {
         if frames.is_multiple_of(args.sample_every) && frames < args.frames {
             let ms_per_frame = since.elapsed().as_secs_f64() * 1000.0 / args.sample_every as f64;
             since = Instant::now();
+            let cpu = cpu_ms(pid)?;
+            let cpu_ms_per_frame = (cpu - cpu_since) / args.sample_every as f64;
+            cpu_since = cpu;
             let s = Sample {
                 frame: frames,
                 rss_kb: rss_kb(pid)?,
@@ -125,10 +131,11 @@ fn sample(child: &mut Child, args: &Args) -> Result<Vec<Sample>> {
                     .lines()
                     .count(),
                 ms_per_frame,
+                cpu_ms_per_frame,
             };
             println!(
-                "frame {:>7}  rss {:>7} KiB  fds {:>3}  maps {:>4}  {:.3} ms/frame",
-                s.frame, s.rss_kb, s.fds, s.maps, s.ms_per_frame
+                "frame {:>7}  rss {:>7} KiB  fds {:>3}  maps {:>4}  {:.3} ms/frame  {:.3} CPU ms/frame",
+                s.frame, s.rss_kb, s.fds, s.maps, s.ms_per_frame, s.cpu_ms_per_frame
             );
             samples.push(s);
         }
@@ -137,6 +144,22 @@ fn sample(child: &mut Child, args: &Args) -> Result<Vec<Sample>> {
 }
 
 /// VmRSS of process `pid` (KiB).
+/// kith's CPU time so far, user and system, all threads (ms): fields 14 and 15 of /proc/PID/stat,
+/// in the kernel's USER_HZ ticks, 100 a second on every architecture kith runs on.
+fn cpu_ms(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // the command name in parentheses may hold spaces: count the fields after it (state is 3)
+    let after_name = stat.rsplit_once(')').context("no ')' in /proc/PID/stat")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |field: usize| -> Result<f64> {
+        Ok(fields
+            .get(field - 3)
+            .with_context(|| format!("/proc/PID/stat has no field {field}"))?
+            .parse::<u64>()? as f64)
+    };
+    Ok((ticks(14)? + ticks(15)?) * 10.0)
+}
+
 fn rss_kb(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
@@ -160,7 +183,7 @@ fn report(samples: &[Sample], args: &Args, results: &Path) -> Result<()> {
     let growth = peak.saturating_sub(base.rss_kb);
     let quarter = after.len().div_ceil(4);
     let median = |s: &[&Sample]| {
-        let mut v: Vec<f64> = s.iter().map(|s| s.ms_per_frame).collect();
+        let mut v: Vec<f64> = s.iter().map(|s| s.cpu_ms_per_frame).collect();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
@@ -172,7 +195,7 @@ fn report(samples: &[Sample], args: &Args, results: &Path) -> Result<()> {
     let (count, rotated) = count_json_lines(results)?;
     println!(
         "soak: {} frames (last sample at {}); after {} warm-up frames RSS {} -> {} KiB (peak growth {growth} KiB), \
-         fds {} -> {}, maps {} -> {}, median {first:.3} -> {final_:.3} ms/frame; {count} JSON lines parse ({rotated} rotated files)",
+         fds {} -> {}, maps {} -> {}, median {first:.3} -> {final_:.3} CPU ms/frame; {count} JSON lines parse ({rotated} rotated files)",
         args.frames, last.frame, args.warmup, base.rss_kb, last.rss_kb, base.fds, last.fds, base.maps, last.maps
     );
     let mut failures = Vec::new();
@@ -193,7 +216,7 @@ fn report(samples: &[Sample], args: &Args, results: &Path) -> Result<()> {
     }
     if final_ > first * 1.5 {
         failures.push(format!(
-            "time per frame rose from {first:.3} to {final_:.3} ms"
+            "CPU time per frame rose from {first:.3} to {final_:.3} ms"
         ));
     }
     if rotated == 0 {
