@@ -143,7 +143,6 @@ fn sample(child: &mut Child, args: &Args) -> Result<Vec<Sample>> {
     Ok(samples)
 }
 
-/// VmRSS of process `pid` (KiB).
 /// kith's CPU time so far, user and system, all threads (ms): fields 14 and 15 of /proc/PID/stat,
 /// in the kernel's USER_HZ ticks, 100 a second on every architecture kith runs on.
 fn cpu_ms(pid: u32) -> Result<f64> {
@@ -160,6 +159,7 @@ fn cpu_ms(pid: u32) -> Result<f64> {
     Ok((ticks(14)? + ticks(15)?) * 10.0)
 }
 
+/// VmRSS of process `pid` (KiB).
 fn rss_kb(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
