@@ -6,7 +6,8 @@ use std::sync::Arc;
 use tract_data::internal::*;
 
 use crate::mmm::{
-    EagerPackedInput, MMMInputFormat, MMMInputValue, PackedExoticFact, PackedMatrixStorage,
+    EagerPackedInput, MMMInputFormat, MMMInputValue, PackedExoticFact, PackedLayout,
+    PackedMatrixStorage,
 };
 
 use crate::WeightType;
@@ -113,6 +114,25 @@ impl MMMInputFormat for PackedFormat {
 
     fn mem_size(&self, k: TDim, mn: TDim) -> TDim {
         self.len(k, mn) * self.dt.size_of()
+    }
+
+    fn packed_layout(&self, k: usize, mn: usize) -> Option<PackedLayout> {
+        let size_of = self.dt.size_of();
+        Some(PackedLayout {
+            bytes: self.len(k, mn) * size_of,
+            align: self.alignment_bytes,
+            panel_bytes: self.single_panel_len(k) * size_of,
+        })
+    }
+
+    fn pack_view_into(
+        &self,
+        t: &TensorView,
+        k_axis: usize,
+        mn_axis: usize,
+        dst: &mut [u8],
+    ) -> TractResult<()> {
+        self.pack_into(t, k_axis, mn_axis, dst)
     }
 
     fn extract_at_mn_f16(
@@ -240,6 +260,32 @@ impl PackedFormat {
         mn_axis: usize,
     ) -> TractResult<Box<dyn MMMInputValue>> {
         ensure!(k_axis != mn_axis, "k_axis and mn_axis must differ (both are {k_axis})");
+        let k = t.shape()[k_axis];
+        let mn = t.shape()[mn_axis];
+        let size_of = self.dt.size_of();
+        // SAFETY: `pack_into` writes every byte the kernels read.
+        let mut packed = unsafe {
+            Blob::new_for_size_and_align(size_of * self.len(k, mn), self.alignment_bytes)
+        };
+        self.pack_into(t, k_axis, mn_axis, packed.as_bytes_mut())?;
+        Ok(Box::new(EagerPackedInput {
+            fact: PackedExoticFact { format: Box::new(self.clone()), mn: mn.to_dim(), k },
+            packed: packed.into(),
+            panel_bytes: self.single_panel_len(k) * size_of,
+            mn,
+        }))
+    }
+
+    /// Packs `t` into `packed`, a buffer of `self.len(k, mn)` items aligned to the format's
+    /// alignment: what [`Self::pack_tensor_view`] packs, into a buffer the caller owns.
+    fn pack_into(
+        &self,
+        t: &TensorView,
+        k_axis: usize,
+        mn_axis: usize,
+        packed: &mut [u8],
+    ) -> TractResult<()> {
+        ensure!(k_axis != mn_axis, "k_axis and mn_axis must differ (both are {k_axis})");
         ensure!(
             t.datum_type().unquantized() == self.dt.unquantized(),
             "Attempting to pack for {self} tensor view {t:?}"
@@ -249,19 +295,22 @@ impl PackedFormat {
         let packed_len = self.len(k, mn);
         let panel_len = self.single_panel_len(k);
         let panel_bytes = panel_len * t.datum_type().size_of();
+        ensure!(
+            packed.len() == packed_len * t.datum_type().size_of()
+                && (packed.is_empty() || (packed.as_ptr() as usize) % self.alignment_bytes == 0),
+            "{self}: a buffer of {} bytes at {:?} for k={k} mn={mn}",
+            packed.len(),
+            packed.as_ptr()
+        );
         let strides = t.strides();
         unsafe {
-            let mut packed = Blob::new_for_size_and_align(
-                t.datum_type().size_of() * packed_len,
-                self.alignment_bytes,
-            );
             if cfg!(debug_assertions) {
-                packed.as_bytes_mut().fill(0u8);
+                packed.fill(0u8);
             } else if mn % self.r != 0 {
                 // The kernel computes on the last panel's padding lanes before
                 // their results are discarded; garbage bytes there decode to
                 // denormals and stall the fp pipeline. Zero the partial panel.
-                packed.as_bytes_mut()[(mn / self.r) * panel_bytes..].fill(0u8);
+                packed[(mn / self.r) * panel_bytes..].fill(0u8);
             }
             let (k_stride, mn_stride) = (strides[k_axis], strides[mn_axis]);
             if panel_bytes > 0
@@ -277,7 +326,7 @@ impl PackedFormat {
                 let src = t.as_ptr_unchecked::<u8>() as usize;
                 let dt = t.datum_type();
                 crate::multithread::par_chunks_mut(
-                    packed.as_bytes_mut(),
+                    packed,
                     panel_bytes,
                     packed_len,
                     |first, chunk| {
@@ -308,13 +357,8 @@ impl PackedFormat {
                     0..mn
                 ));
             }
-            Ok(Box::new(EagerPackedInput {
-                fact: PackedExoticFact { format: Box::new(self.clone()), mn: mn.to_dim(), k },
-                packed: packed.into(),
-                panel_bytes,
-                mn,
-            }))
         }
+        Ok(())
     }
 
     /// Allocate a packed buffer for a `k` x `mn` operand, to be refilled by
@@ -1260,16 +1304,44 @@ impl PackedI8K4 {
         ensure!(k_axis != mn_axis, "k_axis and mn_axis must differ (both are {k_axis})");
         let k = t.shape()[k_axis];
         let mn = t.shape()[mn_axis];
+        // SAFETY: `pack_into` writes every byte.
+        let mut blob = unsafe { Blob::new_for_size_and_align(self.len(k, mn), self.align) };
+        self.pack_into(t, k_axis, mn_axis, blob.as_bytes_mut())?;
+        Ok(Box::new(EagerPackedInput {
+            fact: PackedExoticFact { format: Box::new(self.clone()), mn: mn.to_dim(), k },
+            packed: blob.into(),
+            panel_bytes: self.panel(k),
+            mn,
+        }))
+    }
+
+    /// Packs `t` into `packed`, `self.len(k, mn)` bytes: what [`Self::pack_view`] packs, into a
+    /// buffer the caller owns.
+    fn pack_into(
+        &self,
+        t: &TensorView,
+        k_axis: usize,
+        mn_axis: usize,
+        packed: &mut [u8],
+    ) -> TractResult<()> {
+        ensure!(k_axis != mn_axis, "k_axis and mn_axis must differ (both are {k_axis})");
+        ensure!(t.datum_type().size_of() == 1, "{self} packs bytes, not {:?}", t.datum_type());
+        let k = t.shape()[k_axis];
+        let mn = t.shape()[mn_axis];
         let pl = self.panel(k);
         let panels = mn.div_ceil(self.r);
+        ensure!(
+            packed.len() == panels * pl,
+            "{self}: a buffer of {} bytes for k={k} mn={mn}",
+            packed.len()
+        );
         let st = t.strides();
-        let mut blob = unsafe { Blob::new_for_size_and_align(panels * pl, self.align) };
-        blob.as_bytes_mut().fill(0);
+        packed.fill(0);
         let (ks, ms) = (st[k_axis], st[mn_axis]);
         let kblocks = k.div_ceil(4);
         unsafe {
             let src = t.as_ptr_unchecked::<i8>();
-            let dst = blob.as_mut_ptr() as *mut i8;
+            let dst = packed.as_mut_ptr() as *mut i8;
             for p in 0..panels {
                 let pw = self.r.min(mn - p * self.r);
                 let panel = dst.add(p * pl);
@@ -1302,7 +1374,8 @@ impl PackedI8K4 {
                         for group in 0..pw / 8 {
                             let mut quad = [[0i8; 8]; 4];
                             for (kr, bytes) in quad.iter_mut().enumerate().take(rows) {
-                                *bytes = (row(kr).add(group * 8) as *const [i8; 8]).read_unaligned();
+                                *bytes =
+                                    (row(kr).add(group * 8) as *const [i8; 8]).read_unaligned();
                             }
                             let mut lanes = [0i8; 32];
                             for (lm, lane) in lanes.chunks_exact_mut(4).enumerate() {
@@ -1335,12 +1408,7 @@ impl PackedI8K4 {
                 }
             }
         }
-        Ok(Box::new(EagerPackedInput {
-            fact: PackedExoticFact { format: Box::new(self.clone()), mn: mn.to_dim(), k },
-            packed: blob.into(),
-            panel_bytes: pl,
-            mn,
-        }))
+        Ok(())
     }
 }
 impl std::fmt::Display for PackedI8K4 {
@@ -1385,6 +1453,18 @@ impl MMMInputFormat for PackedI8K4 {
     fn mem_size(&self, k: TDim, mn: TDim) -> TDim {
         mn.divceil(self.r) * self.panel(k.to_usize().unwrap_or(0))
     }
+    fn packed_layout(&self, k: usize, mn: usize) -> Option<PackedLayout> {
+        Some(PackedLayout { bytes: self.len(k, mn), align: self.align, panel_bytes: self.panel(k) })
+    }
+    fn pack_view_into(
+        &self,
+        t: &TensorView,
+        k_axis: usize,
+        mn_axis: usize,
+        dst: &mut [u8],
+    ) -> TractResult<()> {
+        self.pack_into(t, k_axis, mn_axis, dst)
+    }
     fn extract_at_mn_f16(&self, _: &EagerPackedInput, _: usize, _: &mut [f16]) -> TractResult<()> {
         bail!("no f16 extract")
     }
@@ -1400,6 +1480,31 @@ pub trait Packing {
 impl<D: Datum> Packing for D {
     fn packing(r: usize) -> PackedFormat {
         PackedFormat::new(Self::datum_type(), r, vector_size())
+    }
+}
+
+#[cfg(test)]
+mod batch_test {
+    use super::*;
+    use crate::frame::mmm::input_store::view_check::batch_matches_one_by_one;
+
+    #[test]
+    fn packed_format_batches() -> TractResult<()> {
+        for (k, mn) in [(32, 49), (49, 32), (5, 7), (64, 16)] {
+            batch_matches_one_by_one(&PackedFormat::new(f32::datum_type(), 16, 32), k, mn)?;
+            batch_matches_one_by_one(&PackedFormat::new(f32::datum_type(), 6, 32), k, mn)?;
+            batch_matches_one_by_one(&PackedFormat::new(i8::datum_type(), 8, 16), k, mn)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn packed_i8k4_batches() -> TractResult<()> {
+        for (k, mn) in [(32, 49), (49, 32), (5, 7), (64, 16)] {
+            batch_matches_one_by_one(&PackedI8K4::new(8), k, mn)?;
+            batch_matches_one_by_one(&PackedI8K4::with_k_padded_to(16, 64), k, mn)?;
+        }
+        Ok(())
     }
 }
 

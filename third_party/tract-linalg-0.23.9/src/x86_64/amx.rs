@@ -20,7 +20,8 @@ use tract_data::internal::*;
 
 use crate::WeightType;
 use crate::frame::mmm::{
-    EagerPackedInput, MMMInputFormat, MMMInputValue, PackedExoticFact, PackedMatrixStorage,
+    EagerPackedInput, MMMInputFormat, MMMInputValue, PackedExoticFact, PackedLayout,
+    PackedMatrixStorage,
 };
 
 /// Per-cache geometry from CPUID leaf 4 deterministic cache parameters
@@ -183,16 +184,44 @@ impl PackedAmxA {
     ) -> TractResult<Box<dyn MMMInputValue>> {
         let k = t.shape()[k_axis];
         let mn = t.shape()[mn_axis];
+        // SAFETY: `pack_into` writes every byte.
+        let mut blob = unsafe { Blob::new_for_size_and_align(self.len(k, mn), self.align) };
+        self.pack_into(t, k_axis, mn_axis, blob.as_bytes_mut())?;
+        Ok(Box::new(EagerPackedInput {
+            fact: PackedExoticFact { format: Box::new(self.clone()), mn: mn.to_dim(), k },
+            packed: blob.into(),
+            panel_bytes: self.panel(k),
+            mn,
+        }))
+    }
+
+    /// Packs `t` into `packed`, `self.len(k, mn)` bytes: what [`Self::pack_view`] packs, into a
+    /// buffer the caller owns.
+    fn pack_into(
+        &self,
+        t: &TensorView,
+        k_axis: usize,
+        mn_axis: usize,
+        packed: &mut [u8],
+    ) -> TractResult<()> {
+        ensure!(k_axis != mn_axis, "k_axis and mn_axis must differ (both are {k_axis})");
+        ensure!(t.datum_type().size_of() == 1, "{self} packs bytes, not {:?}", t.datum_type());
+        let k = t.shape()[k_axis];
+        let mn = t.shape()[mn_axis];
         let kp = self.k_padded(k);
         let pl = kp * self.r;
         let panels = mn.div_ceil(self.r);
+        ensure!(
+            packed.len() == panels * pl,
+            "{self}: a buffer of {} bytes for k={k} mn={mn}",
+            packed.len()
+        );
         let st = t.strides();
         let (ks, ms) = (st[k_axis], st[mn_axis]);
-        let mut blob = unsafe { Blob::new_for_size_and_align(panels * pl, self.align) };
-        blob.as_bytes_mut().fill(0);
+        packed.fill(0);
         unsafe {
             let src = t.as_ptr_unchecked::<i8>();
-            let dst = blob.as_mut_ptr() as *mut i8;
+            let dst = packed.as_mut_ptr() as *mut i8;
             for p in 0..panels {
                 let pw = self.r.min(mn - p * self.r);
                 let panel = dst.add(p * pl);
@@ -206,12 +235,7 @@ impl PackedAmxA {
                 }
             }
         }
-        Ok(Box::new(EagerPackedInput {
-            fact: PackedExoticFact { format: Box::new(self.clone()), mn: mn.to_dim(), k },
-            packed: blob.into(),
-            panel_bytes: pl,
-            mn,
-        }))
+        Ok(())
     }
 }
 
@@ -255,6 +279,18 @@ impl MMMInputFormat for PackedAmxA {
     fn mem_size(&self, k: TDim, mn: TDim) -> TDim {
         mn.divceil(self.r) * self.panel(k.to_usize().unwrap_or(0))
     }
+    fn packed_layout(&self, k: usize, mn: usize) -> Option<PackedLayout> {
+        Some(PackedLayout { bytes: self.len(k, mn), align: self.align, panel_bytes: self.panel(k) })
+    }
+    fn pack_view_into(
+        &self,
+        t: &TensorView,
+        k_axis: usize,
+        mn_axis: usize,
+        dst: &mut [u8],
+    ) -> TractResult<()> {
+        self.pack_into(t, k_axis, mn_axis, dst)
+    }
     fn extract_at_mn_f16(&self, _: &EagerPackedInput, _: usize, _: &mut [f16]) -> TractResult<()> {
         bail!("no f16 extract")
     }
@@ -266,11 +302,19 @@ impl MMMInputFormat for PackedAmxA {
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::frame::mmm::input_store::view_check::view_matches_tensor;
+    use crate::frame::mmm::input_store::view_check::{
+        batch_matches_one_by_one, view_matches_tensor,
+    };
 
     #[test]
     fn packed_amx_a_view() -> TractResult<()> {
         view_matches_tensor(&PackedAmxA::new(16), 64, 48)?;
         view_matches_tensor(&PackedAmxA::new(16), 5, 7)
+    }
+
+    #[test]
+    fn packed_amx_a_batches() -> TractResult<()> {
+        batch_matches_one_by_one(&PackedAmxA::new(16), 64, 48)?;
+        batch_matches_one_by_one(&PackedAmxA::new(16), 5, 7)
     }
 }

@@ -8,7 +8,7 @@ use tract_itertools::Itertools;
 
 use tract_linalg::mmm::{
     AsInputValue, EagerPackedInput, FusedSpec, MMMInputValue, MatMatMul, OutputStore,
-    OutputStoreSpec, PackedMatrixStorage, PanelExtractInput, PanelExtractor,
+    OutputStoreSpec, PackedBatchSlice, PackedMatrixStorage, PanelExtractInput, PanelExtractor,
 };
 use tract_linalg::pack::PackedFormat;
 use tract_linalg::{BinOp, Scaler};
@@ -123,10 +123,14 @@ impl ProtoFusedSpec {
 
                 let (_a_packing, b_packing) = &mmm.packings()[packings[mode].0];
                 let pa = if let Some(extractor) = &packings[mode].1 {
-                    let data = a.downcast_ref::<EagerPackedInput>().unwrap();
+                    let data = match a.downcast_ref::<PackedBatchSlice>() {
+                        // The copy's layout is the batch's, valid when the batch was packed.
+                        Some(slice) => slice.to_eager().unwrap(),
+                        None => a.downcast_ref::<EagerPackedInput>().unwrap().clone(),
+                    };
                     AsInputValue::Owned(Box::new(PanelExtractInput {
                         format: extractor.clone(),
-                        data: data.clone(),
+                        data,
                     }))
                 } else {
                     AsInputValue::Borrowed(a)
@@ -424,16 +428,17 @@ impl Op for OptMatMul {
 /// shape), so only the base pointer is refreshed per call. Constant operands
 /// are baked into the op at `fuse()`, so they need no per-call state here.
 ///
-/// Scratch the op manages itself, per session: `space` is one reusable kernel
-/// buffer -- only one op evaluates at a time, and it is reallocated whenever the
-/// picked kernel cannot use the one already there -- and `stores` memoizes the
+/// Scratch the op manages itself, per session: `spaces` are reusable kernel
+/// buffers -- only one op evaluates at a time, and a kernel takes the first one it
+/// can use, so a graph that alternates f32 and integer products keeps one of each
+/// instead of reallocating at every switch (kith issue 14) -- and `stores` memoizes the
 /// trivial path's output-store descriptors per node, since those depend on that
 /// node's micro-ops. Thread-local, so nothing here has to be `Send`; a session's
-/// entry goes when the plan calls [`EvalOp::drop_session`], and its kernel buffer is
-/// kept to start the thread's next session, whose first op would otherwise allocate one.
+/// entry goes when the plan calls [`EvalOp::drop_session`], and its kernel buffers are
+/// kept to start the thread's next session, whose first ops would otherwise allocate them.
 #[derive(Default)]
 struct MmmScratch {
-    space: Option<Box<dyn tract_linalg::mmm::ScratchSpace>>,
+    spaces: Vec<Box<dyn tract_linalg::mmm::ScratchSpace>>,
     stores: HashMap<usize, StoreMemo>,
 }
 
@@ -446,11 +451,16 @@ struct StoreMemo {
     stores: TVec<Option<OutputStore>>,
 }
 
+/// The resolved micro-ops of one product, on the stack: an INT8 product with its requantisation
+/// has more than `TVec`'s four, and a heap list per evaluation was a tenth of tract's allocations
+/// per frame in kith (kith issue 14).
+type MicroOps<'t> = tract_smallvec::SmallVec<[FusedSpec<'t>; 12]>;
+
 thread_local! {
     static MMM_SCRATCH: std::cell::RefCell<HashMap<SessionId, MmmScratch>> =
         std::cell::RefCell::new(HashMap::new());
-    static SPARE_SPACE: std::cell::RefCell<Option<Box<dyn tract_linalg::mmm::ScratchSpace>>> =
-        const { std::cell::RefCell::new(None) };
+    static SPARE_SPACES: std::cell::RefCell<Vec<Box<dyn tract_linalg::mmm::ScratchSpace>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl EvalOp for OptMatMul {
@@ -459,7 +469,7 @@ impl EvalOp for OptMatMul {
     fn eval(&self, ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         MMM_SCRATCH.with_borrow_mut(|per_session| {
             let scratch = per_session.entry(ctx.session).or_insert_with(|| MmmScratch {
-                space: SPARE_SPACE.take(),
+                spaces: SPARE_SPACES.take(),
                 stores: HashMap::new(),
             });
             self.eval_with_scratch(ctx, inputs, scratch)
@@ -467,9 +477,9 @@ impl EvalOp for OptMatMul {
     }
 
     fn drop_session(&self, session: SessionId, _node_id: usize) {
-        let space = MMM_SCRATCH.with_borrow_mut(|per_session| per_session.remove(&session));
-        if let Some(space) = space.and_then(|scratch| scratch.space) {
-            SPARE_SPACE.set(Some(space));
+        let scratch = MMM_SCRATCH.with_borrow_mut(|per_session| per_session.remove(&session));
+        if let Some(scratch) = scratch {
+            SPARE_SPACES.set(scratch.spaces);
         }
     }
 }
@@ -488,11 +498,15 @@ impl OptMatMul {
             let n = self.c_n_axis.map(|c_n| c.shape()[c_n]).unwrap_or(1);
             let mode = self.mode_picker.pick(n)?;
             let mmm = &*self.mmm[mode];
-            let MmmScratch { space, stores } = scratch;
-            if !space.as_ref().is_some_and(|s| mmm.can_use_scratch_space(&**s)) {
-                *space = Some(mmm.allocate_scratch_space());
-            }
-            let scratch = space.as_mut().unwrap();
+            let MmmScratch { spaces, stores } = scratch;
+            let usable = match spaces.iter().position(|s| mmm.can_use_scratch_space(&**s)) {
+                Some(ix) => ix,
+                None => {
+                    spaces.push(mmm.allocate_scratch_space());
+                    spaces.len() - 1
+                }
+            };
+            let scratch = &mut spaces[usable];
             if self.trivial_path {
                 let memo = || StoreMemo {
                     c_shape: c.shape().into(),
@@ -510,7 +524,7 @@ impl OptMatMul {
                 if stores.c_shape.as_slice() != c.shape() || stores.mode != mode {
                     *stores = memo();
                 }
-                let uops: TVec<FusedSpec> = self
+                let uops: MicroOps = self
                     .micro_ops
                     .iter()
                     .zip(stores.stores.iter())
@@ -519,7 +533,8 @@ impl OptMatMul {
                 mmm.run_with_scratch_space(m, n, scratch.as_mut(), &uops)?;
                 Ok(tvec!(c.into_tvalue()))
             } else {
-                let mut uops = vec![FusedSpec::ShiftLeft(0); self.micro_ops.len()];
+                let mut uops: MicroOps =
+                    std::iter::repeat_n(FusedSpec::ShiftLeft(0), self.micro_ops.len()).collect();
                 let mut looping_shape: TVec<usize> = c_shape.to_smallvec();
                 if let Some(ax) = self.c_m_axis {
                     looping_shape[ax] = 1;

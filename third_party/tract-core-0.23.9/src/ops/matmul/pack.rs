@@ -4,7 +4,7 @@ use ndarray::*;
 use tract_linalg::block_quant::{
     BlockQuantStorage, PackedBlockQuantFact, PackedBlockQuantFormat, block_quant_slice,
 };
-use tract_linalg::mmm::{MMMInputFormat, MMMInputValue, PackedMatrixStorage};
+use tract_linalg::mmm::{MMMInputFormat, MMMInputValue, PackedBatchSlice, PackedMatrixStorage};
 
 use super::ModePicker;
 
@@ -119,10 +119,7 @@ impl OptMatMulPack {
                 let mut bc_shape: TVec<usize> = input.shape().into();
                 bc_shape[self.k_axis] = 1;
                 bc_shape[self.mn_axis] = 1;
-
-                let mut values: TVec<Box<dyn MMMInputValue>> =
-                    TVec::with_capacity(output_shape.iter().product());
-                for coord in indices(&*bc_shape) {
+                let slice_at = |coord: IxDyn| {
                     let offset = coord
                         .as_array_view()
                         .iter()
@@ -130,8 +127,27 @@ impl OptMatMulPack {
                         .map(|(x, s)| *x as isize * s)
                         .sum::<isize>()
                         * input.datum_type().size_of() as isize;
-                    let view =
-                        TensorView::from_bytes(&input, offset, input.shape(), input.strides());
+                    TensorView::from_bytes(&input, offset, input.shape(), input.strides())
+                };
+                // The whole batch in one buffer where the format can (kith issue 14).
+                if let Some(slices) = PackedBatchSlice::pack_batch(
+                    &**packer,
+                    input.shape()[self.k_axis],
+                    input.shape()[self.mn_axis],
+                    output_shape.iter().product(),
+                    indices(&*bc_shape).into_iter().map(slice_at),
+                    self.k_axis,
+                    self.mn_axis,
+                )? {
+                    let stores = PackedMatrixStorage::new_batch_slices(&output_shape, slices)
+                        .into_tensor(input.datum_type());
+                    return Ok(tvec!(stores.into_tvalue()));
+                }
+
+                let mut values: TVec<Box<dyn MMMInputValue>> =
+                    TVec::with_capacity(output_shape.iter().product());
+                for coord in indices(&*bc_shape) {
+                    let view = slice_at(coord);
                     values.push(packer.prepare_one_view(&view, self.k_axis, self.mn_axis)?);
                 }
                 PackedMatrixStorage::new_batched(&output_shape, values)

@@ -2,27 +2,67 @@ use std::fmt;
 use std::fmt::Debug;
 use tract_data::internal::*;
 
-use super::MMMInputValue;
+use super::{MMMInputValue, PackedBatchSlice};
 
 /// Non-plain tensor storage for packed matrices.
 ///
-/// Holds one or more `Box<dyn MMMInputValue>` values with an optional batch
-/// shape, replacing the previous `Tensor` + double-downcast pattern.
+/// Holds one or more packed values with an optional batch shape, replacing the previous
+/// `Tensor` + double-downcast pattern.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PackedMatrixStorage {
-    values: TVec<Box<dyn MMMInputValue>>,
+    values: PackedValues,
     batch_shape: TVec<usize>,
     batch_strides: TVec<isize>,
+}
+
+/// The values: each in a box of its own, or the slices of one packed batch.
+#[derive(Clone, PartialEq, Eq)]
+enum PackedValues {
+    Boxed(TVec<Box<dyn MMMInputValue>>),
+    Batch(Vec<PackedBatchSlice>),
+}
+
+impl PackedValues {
+    fn len(&self) -> usize {
+        match self {
+            PackedValues::Boxed(values) => values.len(),
+            PackedValues::Batch(slices) => slices.len(),
+        }
+    }
+
+    fn get(&self, idx: usize) -> &dyn MMMInputValue {
+        match self {
+            PackedValues::Boxed(values) => &*values[idx],
+            PackedValues::Batch(slices) => &slices[idx],
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &dyn MMMInputValue> {
+        (0..self.len()).map(|idx| self.get(idx))
+    }
 }
 
 impl PackedMatrixStorage {
     /// Scalar storage (one value, empty shape).
     pub fn new(value: Box<dyn MMMInputValue>) -> Self {
-        PackedMatrixStorage { values: tvec![value], batch_shape: tvec![], batch_strides: tvec![] }
+        PackedMatrixStorage {
+            values: PackedValues::Boxed(tvec![value]),
+            batch_shape: tvec![],
+            batch_strides: tvec![],
+        }
     }
 
     /// Batched storage (shape like `[batch, group]`).
     pub fn new_batched(shape: &[usize], values: TVec<Box<dyn MMMInputValue>>) -> Self {
+        Self::with_values(shape, PackedValues::Boxed(values))
+    }
+
+    /// Batched storage of the slices of one [`PackedBatchSlice::pack_batch`].
+    pub fn new_batch_slices(shape: &[usize], slices: Vec<PackedBatchSlice>) -> Self {
+        Self::with_values(shape, PackedValues::Batch(slices))
+    }
+
+    fn with_values(shape: &[usize], values: PackedValues) -> Self {
         let expected: usize = shape.iter().product();
         assert_eq!(values.len(), expected, "values length must match shape product");
         let strides = Self::compute_strides(shape);
@@ -44,23 +84,24 @@ impl PackedMatrixStorage {
     #[inline]
     pub fn value(&self) -> &dyn MMMInputValue {
         debug_assert_eq!(self.values.len(), 1);
-        &*self.values[0]
+        self.values.get(0)
     }
 
     /// Batched access by coordinates.
     pub fn value_at(&self, coords: &[usize]) -> &dyn MMMInputValue {
         let idx = self.flat_index(coords);
-        &*self.values[idx]
+        self.values.get(idx)
     }
 
     /// Batched access by flat (pre-computed) index.
     #[inline]
     pub fn value_at_flat(&self, idx: usize) -> &dyn MMMInputValue {
-        &*self.values[idx]
+        self.values.get(idx)
     }
 
-    pub fn values(&self) -> &[Box<dyn MMMInputValue>] {
-        &self.values
+    /// Every value, in flat index order.
+    pub fn values(&self) -> impl Iterator<Item = &dyn MMMInputValue> {
+        self.values.iter()
     }
 
     pub fn batch_shape(&self) -> &[usize] {
@@ -102,7 +143,7 @@ impl TensorStorage for PackedMatrixStorage {
     }
 
     fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.values.len() == 0
     }
 
     fn deep_clone(&self) -> Box<dyn TensorStorage> {
@@ -122,14 +163,14 @@ impl TensorStorage for PackedMatrixStorage {
     }
 
     fn dyn_hash(&self, state: &mut dyn std::hash::Hasher) {
-        for v in &self.values {
+        for v in self.values.iter() {
             v.dyn_hash(state);
         }
     }
 
     fn exotic_fact(&self, _shape: &[usize]) -> TractResult<Option<Box<dyn ExoticFact>>> {
         if self.values.len() == 1 {
-            Ok(Some(dyn_clone::clone_box(self.values[0].exotic_fact())))
+            Ok(Some(dyn_clone::clone_box(self.values.get(0).exotic_fact())))
         } else {
             let facts: TVec<Box<dyn ExoticFact>> =
                 self.values.iter().map(|v| dyn_clone::clone_box(v.exotic_fact())).collect();
