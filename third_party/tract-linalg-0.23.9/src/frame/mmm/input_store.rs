@@ -203,7 +203,8 @@ pub struct PackedBatch {
 ///
 /// A batched product (attention heads times windows) packs hundreds of small operands a run;
 /// packed one by one, each took a buffer, its `Arc`, a format box and a value box. Packed by
-/// [`PackedBatchSlice::pack_batch`], the batch takes one buffer and one `Arc` (kith issue 14).
+/// [`PackedBatchSlice::pack_batch`], the whole batch takes one buffer, one `Arc`, one format box
+/// and the list of its slices (kith issue 14).
 #[derive(Clone, Hash, PartialEq, Eq)]
 pub struct PackedBatchSlice {
     batch: Arc<PackedBatch>,
