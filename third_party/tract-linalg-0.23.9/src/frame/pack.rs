@@ -259,21 +259,7 @@ impl PackedFormat {
         k_axis: usize,
         mn_axis: usize,
     ) -> TractResult<Box<dyn MMMInputValue>> {
-        ensure!(k_axis != mn_axis, "k_axis and mn_axis must differ (both are {k_axis})");
-        let k = t.shape()[k_axis];
-        let mn = t.shape()[mn_axis];
-        let size_of = self.dt.size_of();
-        // SAFETY: `pack_into` writes every byte the kernels read.
-        let mut packed = unsafe {
-            Blob::new_for_size_and_align(size_of * self.len(k, mn), self.alignment_bytes)
-        };
-        self.pack_into(t, k_axis, mn_axis, packed.as_bytes_mut())?;
-        Ok(Box::new(EagerPackedInput {
-            fact: PackedExoticFact { format: Box::new(self.clone()), mn: mn.to_dim(), k },
-            packed: packed.into(),
-            panel_bytes: self.single_panel_len(k) * size_of,
-            mn,
-        }))
+        EagerPackedInput::pack_alone(self, t, k_axis, mn_axis)
     }
 
     /// Packs `t` into `packed`, a buffer of `self.len(k, mn)` items aligned to the format's
@@ -1301,18 +1287,7 @@ impl PackedI8K4 {
         k_axis: usize,
         mn_axis: usize,
     ) -> TractResult<Box<dyn MMMInputValue>> {
-        ensure!(k_axis != mn_axis, "k_axis and mn_axis must differ (both are {k_axis})");
-        let k = t.shape()[k_axis];
-        let mn = t.shape()[mn_axis];
-        // SAFETY: `pack_into` writes every byte.
-        let mut blob = unsafe { Blob::new_for_size_and_align(self.len(k, mn), self.align) };
-        self.pack_into(t, k_axis, mn_axis, blob.as_bytes_mut())?;
-        Ok(Box::new(EagerPackedInput {
-            fact: PackedExoticFact { format: Box::new(self.clone()), mn: mn.to_dim(), k },
-            packed: blob.into(),
-            panel_bytes: self.panel(k),
-            mn,
-        }))
+        EagerPackedInput::pack_alone(self, t, k_axis, mn_axis)
     }
 
     /// Packs `t` into `packed`, `self.len(k, mn)` bytes: what [`Self::pack_view`] packs, into a

@@ -20,8 +20,7 @@ use tract_data::internal::*;
 
 use crate::WeightType;
 use crate::frame::mmm::{
-    EagerPackedInput, MMMInputFormat, MMMInputValue, PackedExoticFact, PackedLayout,
-    PackedMatrixStorage,
+    EagerPackedInput, MMMInputFormat, MMMInputValue, PackedLayout, PackedMatrixStorage,
 };
 
 /// Per-cache geometry from CPUID leaf 4 deterministic cache parameters
@@ -182,17 +181,7 @@ impl PackedAmxA {
         k_axis: usize,
         mn_axis: usize,
     ) -> TractResult<Box<dyn MMMInputValue>> {
-        let k = t.shape()[k_axis];
-        let mn = t.shape()[mn_axis];
-        // SAFETY: `pack_into` writes every byte.
-        let mut blob = unsafe { Blob::new_for_size_and_align(self.len(k, mn), self.align) };
-        self.pack_into(t, k_axis, mn_axis, blob.as_bytes_mut())?;
-        Ok(Box::new(EagerPackedInput {
-            fact: PackedExoticFact { format: Box::new(self.clone()), mn: mn.to_dim(), k },
-            packed: blob.into(),
-            panel_bytes: self.panel(k),
-            mn,
-        }))
+        EagerPackedInput::pack_alone(self, t, k_axis, mn_axis)
     }
 
     /// Packs `t` into `packed`, `self.len(k, mn)` bytes: what [`Self::pack_view`] packs, into a

@@ -139,6 +139,32 @@ pub struct EagerPackedInput {
     pub mn: usize,
 }
 
+impl EagerPackedInput {
+    /// Packs `t` with `format` into a buffer of its own, through the format's
+    /// [`MMMInputFormat::packed_layout`] and [`MMMInputFormat::pack_view_into`].
+    pub fn pack_alone(
+        format: &dyn MMMInputFormat,
+        t: &TensorView,
+        k_axis: usize,
+        mn_axis: usize,
+    ) -> TractResult<Box<dyn MMMInputValue>> {
+        ensure!(k_axis != mn_axis, "k_axis and mn_axis must differ (both are {k_axis})");
+        let (k, mn) = (t.shape()[k_axis], t.shape()[mn_axis]);
+        let layout = format
+            .packed_layout(k, mn)
+            .with_context(|| format!("{format} does not pack into a given buffer"))?;
+        // SAFETY: `pack_view_into` writes every byte the kernels read.
+        let mut packed = unsafe { Blob::new_for_size_and_align(layout.bytes, layout.align) };
+        format.pack_view_into(t, k_axis, mn_axis, packed.as_bytes_mut())?;
+        Ok(Box::new(EagerPackedInput {
+            fact: PackedExoticFact { format: dyn_clone::clone_box(format), mn: mn.to_dim(), k },
+            packed: Arc::new(packed),
+            panel_bytes: layout.panel_bytes,
+            mn,
+        }))
+    }
+}
+
 impl MMMInputValue for EagerPackedInput {
     fn scratch_panel_buffer_layout(&self) -> Option<Layout> {
         None
