@@ -20,6 +20,7 @@ mod layernorm;
 pub mod limits;
 mod maxpool;
 pub mod model;
+pub mod model_arena;
 pub mod overlay;
 mod passes;
 mod pipeline;

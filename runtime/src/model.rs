@@ -13,6 +13,7 @@ use tract_onnx::tract_core::plan::SimpleState;
 
 use crate::alloc_count::ModelScope;
 use crate::error::{LoadError, RunError};
+use crate::model_arena::{ArenaStats, ModelArena};
 use crate::{Error, Result};
 
 type Plan = Arc<TypedRunnableModel>;
@@ -35,6 +36,9 @@ pub struct ModelFile {
     /// The thread pool of tract's matrix products when `threads > 1`: the plan runs on one of its
     /// workers (see [`ModelFile::run`]).
     executor: Option<multithread::Executor>,
+    /// Serves the run's requests from a buffer laid out from a recorded run (see
+    /// [`crate::model_arena`]).
+    arena: ModelArena,
 }
 
 impl std::fmt::Debug for ModelFile {
@@ -230,7 +234,13 @@ impl ModelFile {
             input_tensors,
             metadata,
             executor,
+            arena: ModelArena::new(),
         })
+    }
+
+    /// What the model's arena has done so far.
+    pub fn arena_stats(&self) -> ArenaStats {
+        self.arena.stats()
     }
 
     /// The file this model was loaded from.
@@ -334,12 +344,19 @@ impl ModelFile {
             .map(|t| TValue::from_const(t.clone()))
             .collect();
         let state = &mut self.state;
+        let arena = &self.arena;
         let result = match &self.executor {
             // On a worker of the pool, tract's per-op `install` runs inline: each split product or
             // element-wise op wakes the other worker only, not a worker and then this thread again
-            // (kith issue 13, docs/int8.md "Threads").
-            Some(multithread::Executor::MultiThread(pool)) => pool.install(|| state.run(inputs)),
-            _ => state.run(inputs),
+            // (kith issue 13, docs/int8.md "Threads"). The arena follows the plan's thread.
+            Some(multithread::Executor::MultiThread(pool)) => pool.install(|| {
+                let _arena = arena.enter();
+                state.run(inputs)
+            }),
+            _ => {
+                let _arena = arena.enter();
+                state.run(inputs)
+            }
         };
         result.map_err(|e| Error::run(self.path.display(), e))
     }
@@ -362,6 +379,7 @@ impl ModelFile {
             .iter()
             .map(|t| TValue::from_const(t.clone()))
             .collect();
+        let _arena = self.arena.enter();
         self.state
             .run_plan_with_eval(inputs, |ctx, op_state, node, values| {
                 let start = Instant::now();

@@ -115,17 +115,17 @@ struct BenchArgs {
     /// Profiled runs of each model for the per-operator profile.
     #[arg(long, default_value_t = 5)]
     op_runs: usize,
-    /// How model memory is allocated: `system` (as `kith run` does) hands every request to the
-    /// allocator underneath (the system's, or mimalloc in a build with
-    /// `--features kith-bench/mimalloc`), `pool` recycles the blocks tract frees.
-    #[arg(long, value_enum, default_value_t = AllocatorChoice::System)]
+    /// How model memory is allocated: `arena` (as `kith run` does) serves each model's requests
+    /// from a buffer laid out from a recorded run, `system` hands every request to the allocator
+    /// underneath (the system's, or mimalloc in a build with `--features kith-bench/mimalloc`).
+    #[arg(long, value_enum, default_value_t = AllocatorChoice::Arena)]
     allocator: AllocatorChoice,
 }
 
 /// `--allocator`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum AllocatorChoice {
-    Pool,
+    Arena,
     System,
 }
 
@@ -193,6 +193,7 @@ fn model_report(role: &str, model: &ModelFile) -> Result<ModelReport> {
         sha256: kith_inspect::info::file_sha256(model.path())?,
         precision,
         weights: model.metadata("kith.weights").map(str::to_owned),
+        arena: model.arena_stats().into(),
     })
 }
 
@@ -237,9 +238,8 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
         snapshots: None,
         stop: StopFlag::on_signals()?,
     };
+    kith_runtime::model_arena::plan_model_memory(args.allocator == AllocatorChoice::Arena);
     let mut session = Session::open(&config, &options)?;
-    // After the start-up rule's trial runs, as `kith run` does.
-    kith_runtime::alloc_count::recycle_model_memory(args.allocator == AllocatorChoice::Pool);
     let threads = args.threads.unwrap_or(config.threads);
     let pipelined = session.pipeline().is_pipelined();
     let mut startup_ms = None;
@@ -372,6 +372,17 @@ fn bench(args: &BenchArgs, started: Instant) -> Result<()> {
         report.allocations.tract_system_bytes_per_frame / 1024.0,
         report.run.allocator
     );
+    for m in &report.models {
+        println!(
+            "{} arena: {:.0} KiB for {} blocks a run; {} runs unplanned, {} served, {} partly served",
+            m.role,
+            m.arena.buffer_bytes as f64 / 1024.0,
+            m.arena.planned_blocks,
+            m.arena.unplanned_runs,
+            m.arena.served_runs,
+            m.arena.partial_runs
+        );
+    }
     println!(
         "measured {:.2} frames/s by wall clock ({} thread(s){})",
         report.frames_per_second,

@@ -55,7 +55,7 @@ pub struct RunInfo {
     pub frames: u64,
     pub warmup: u64,
     pub drawing: String,
-    /// `--allocator`: "pool" or "system", with " over mimalloc" in a mimalloc build (absent in
+    /// `--allocator`: "arena" or "system", with " over mimalloc" in a mimalloc build (absent in
     /// older reports).
     #[serde(default)]
     pub allocator: String,
@@ -69,6 +69,36 @@ pub struct ModelReport {
     /// "int8" or "fp32".
     pub precision: String,
     pub weights: Option<String>,
+    /// What the model's arena did over the whole session (absent in older reports).
+    #[serde(default)]
+    pub arena: ArenaReport,
+}
+
+/// A model's arena (kith_runtime::model_arena): its buffer and how its runs went.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ArenaReport {
+    pub buffer_bytes: u64,
+    /// Blocks of one run that the buffer holds.
+    pub planned_blocks: u64,
+    /// Runs before the first plan (all on the allocator underneath).
+    pub unplanned_runs: u64,
+    /// Runs served from the buffer from start to end.
+    pub served_runs: u64,
+    /// Runs from the buffer that strayed from the recording: some planned blocks came from the
+    /// allocator underneath.
+    pub partial_runs: u64,
+}
+
+impl From<kith_runtime::model_arena::ArenaStats> for ArenaReport {
+    fn from(s: kith_runtime::model_arena::ArenaStats) -> Self {
+        ArenaReport {
+            buffer_bytes: s.buffer_bytes as u64,
+            planned_blocks: s.planned_blocks as u64,
+            unplanned_runs: s.unplanned_runs,
+            served_runs: s.served_runs,
+            partial_runs: s.partial_runs,
+        }
+    }
 }
 
 /// Distribution of one stage, microseconds.

@@ -38,7 +38,7 @@ fn a_short_benchmark_fills_every_field_and_compare_flags_a_slowdown() {
         "--threads",
         "1",
         "--allocator",
-        "pool",
+        "arena",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -86,9 +86,9 @@ fn a_short_benchmark_fills_every_field_and_compare_flags_a_slowdown() {
         "steady-state frames allocate nothing outside tract"
     );
     assert!(a["tract_per_frame"].as_f64().unwrap() > 0.0);
-    // The pool recycles tract's blocks: after the warm-up, few of its requests and few of their
-    // bytes reach the system allocator.
-    assert_eq!(report["run"]["allocator"], "pool");
+    // The arenas serve tract's requests: after the warm-up, few of them and few of their bytes
+    // reach the system allocator.
+    assert_eq!(report["run"]["allocator"], "arena");
     assert!(
         a["tract_system_per_frame"].as_f64().unwrap() * 10.0
             < a["tract_per_frame"].as_f64().unwrap()
