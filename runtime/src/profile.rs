@@ -257,11 +257,14 @@ impl Profile {
             let n = self.frames() as f64;
             let _ = writeln!(
                 s,
-                "allocations per frame: kith {:.1}, tract {:.1} (mean; {:.0} KiB), tract max {}",
+                "allocations per frame: kith {:.1}, tract {:.1} (mean; {:.0} KiB), tract max {}; \
+                 of tract's, {:.1} ({:.0} KiB) reached the system allocator",
                 self.own_allocs as f64 / n,
                 self.model_allocs.mean(),
                 self.model_alloc_bytes as f64 / n / 1024.0,
                 self.model_allocs.max(),
+                self.model_system_allocs as f64 / n,
+                self.model_system_bytes as f64 / n / 1024.0,
             );
         }
         s
