@@ -36,7 +36,7 @@ pub struct ModelFile {
     /// The thread pool of tract's matrix products when `threads > 1`: the plan runs on one of its
     /// workers (see [`ModelFile::run`]).
     executor: Option<multithread::Executor>,
-    /// Serves the run's requests from a buffer laid out from a recorded run (see
+    /// Serves the run's requests from a buffer laid out from a logged run (see
     /// [`crate::model_arena`]).
     arena: ModelArena,
 }

@@ -116,7 +116,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     op_runs: usize,
     /// How model memory is allocated: `arena` (as `kith run` does) serves each model's requests
-    /// from a buffer laid out from a recorded run, `system` hands every request to the allocator
+    /// from a buffer laid out from a logged run, `system` hands every request to the allocator
     /// underneath (the system's, or mimalloc in a build with `--features kith-bench/mimalloc`).
     #[arg(long, value_enum, default_value_t = AllocatorChoice::Arena)]
     allocator: AllocatorChoice,

@@ -82,9 +82,9 @@ pub struct ArenaReport {
     pub planned_blocks: u64,
     /// Runs before the first plan (all on the allocator underneath).
     pub unplanned_runs: u64,
-    /// Runs served from the buffer from start to end.
+    /// Runs that got every planned block from the buffer.
     pub served_runs: u64,
-    /// Runs from the buffer that strayed from the recording: some planned blocks came from the
+    /// Runs from the buffer that strayed from the plan: some planned blocks came from the
     /// allocator underneath.
     pub partial_runs: u64,
 }
