@@ -26,7 +26,7 @@ static MODEL_SYSTEM_BYTES: AtomicU64 = AtomicU64::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// An allocator `A` (the system's, or e.g. mimalloc), counting allocations (and reallocations)
-/// and their bytes, and recycling model memory when asked.
+/// and their bytes, and serving model runs from their arenas (`crate::model_arena`).
 pub struct CountingOver<A>(pub A);
 
 /// [`CountingOver`] the system allocator: `static A: CountingAllocator = CountingAllocator;`.
