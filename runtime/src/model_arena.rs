@@ -679,6 +679,78 @@ mod tests {
         }
     }
 
+    /// A request through the hooks, as the counting allocator makes it.
+    fn request(layout: Layout) -> *mut u8 {
+        // SAFETY: the test layouts have non-zero sizes.
+        alloc(layout, || unsafe { System.alloc(layout) }).expect("a run is open on this thread")
+    }
+
+    /// A free through the hooks, as the counting allocator makes it.
+    fn free(ptr: *mut u8, layout: Layout) {
+        if !dealloc(ptr) {
+            // SAFETY: not a buffer's block, so `request` got it from `System` with `layout`.
+            unsafe { System.dealloc(ptr, layout) };
+        }
+    }
+
+    #[test]
+    fn runs_are_served_from_the_buffer_and_blocks_kept_past_the_model_free_its_slot() {
+        let a = Layout::from_size_align(1000, 8).unwrap();
+        let b = Layout::from_size_align(24, 8).unwrap();
+        let arena = ModelArena::new();
+        let ix = arena.slot.expect("a free slot");
+        // x and z are never alive together, y lives beside both; z outlives runs 3 and 4
+        // when `keep_z`.
+        let run = |keep_z: bool| {
+            let _run = arena.enter();
+            let x = request(a);
+            let y = request(b);
+            free(x, a);
+            let z = request(a);
+            if !keep_z {
+                free(z, a);
+            }
+            free(y, b);
+            (x, y, z)
+        };
+        let (x, _, _) = run(false);
+        assert!(!holds(x), "the first run is only logged");
+        let (x, y, z) = run(false);
+        assert!(holds(x) && holds(y) && holds(z));
+        assert_eq!(x, z, "x and z share bytes");
+        assert_eq!(
+            y as usize - x as usize,
+            1024,
+            "y after them, 64-byte aligned"
+        );
+        assert_eq!(arena.stats().served_runs, 1);
+        let (_, _, kept) = run(true);
+        assert!(holds(kept));
+        // The next run's x and z would overlap the kept block: the system allocator serves them.
+        let (x, y, z) = run(false);
+        assert!(!holds(x) && holds(y) && !holds(z));
+        let stats = arena.stats();
+        assert_eq!(
+            (stats.served_runs, stats.partial_runs, stats.plans),
+            (2, 1, 2)
+        );
+        // That run was laid out anew in a new buffer; the kept block's retired with it.
+        assert!(holds(kept));
+        let (x, _, _) = run(false);
+        assert!(holds(x) && x != kept);
+        drop(arena);
+        assert!(
+            TABLE[ix].claimed.load(Ordering::Acquire),
+            "a block is still in use"
+        );
+        free(kept, a);
+        assert!(!holds(kept));
+        assert!(
+            !TABLE[ix].claimed.load(Ordering::Acquire),
+            "the last free gave the slot back"
+        );
+    }
+
     /// Blocks alive at the same time never share a byte; offsets keep their alignment.
     fn check(blocks: &[Block], offsets: &[Option<usize>], size: usize) {
         for (i, a) in blocks.iter().enumerate() {
