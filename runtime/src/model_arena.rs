@@ -199,14 +199,18 @@ impl Slot {
     }
 
     fn holds(&self, addr: usize) -> bool {
-        let start = self.start.load(Ordering::Acquire);
-        start != 0 && addr >= start && addr < self.end.load(Ordering::Acquire)
+        within(&self.start, &self.end, addr)
     }
 
     fn retired_holds(&self, addr: usize) -> bool {
-        let start = self.retired_start.load(Ordering::Acquire);
-        start != 0 && addr >= start && addr < self.retired_end.load(Ordering::Acquire)
+        within(&self.retired_start, &self.retired_end, addr)
     }
+}
+
+/// Whether `addr` lies in the range `start..end` (none when `start` is 0).
+fn within(start: &AtomicUsize, end: &AtomicUsize, addr: usize) -> bool {
+    let start = start.load(Ordering::Acquire);
+    start != 0 && addr >= start && addr < end.load(Ordering::Acquire)
 }
 
 impl ModelArena {
@@ -534,11 +538,7 @@ pub(crate) fn alloc(layout: Layout, system: impl FnOnce() -> *mut u8) -> Option<
     let state = &mut *state;
     let request = state.requests;
     state.requests += 1;
-    if state.events.len() < state.events.capacity() {
-        state.events.push(Event::Alloc(layout));
-    } else {
-        state.overflowed = true;
-    }
+    log(state, Event::Alloc(layout));
     if let Some(block) = from_buffer(state, layout, request) {
         return Some(block);
     }
@@ -601,7 +601,7 @@ pub(crate) fn dealloc(ptr: *mut u8) -> bool {
             if state.live.get(pos).is_some_and(|b| b.start == start) {
                 let block = state.live.remove(pos);
                 if here == Some(ix) && state.running && block.run == state.runs {
-                    log_free(state, block.request);
+                    log(state, Event::Free(block.request));
                 }
             }
             release_if_orphaned(&TABLE[ix], state);
@@ -630,7 +630,7 @@ pub(crate) fn dealloc(ptr: *mut u8) -> bool {
         let state = &mut *state;
         if let Some(pos) = state.open.iter().rposition(|&(a, _)| a == addr) {
             let (_, request) = state.open.swap_remove(pos);
-            log_free(state, request);
+            log(state, Event::Free(request));
         }
     }
     false
@@ -647,9 +647,10 @@ fn release_if_orphaned(slot: &Slot, state: &mut State) {
     }
 }
 
-fn log_free(state: &mut State, request: u32) {
+/// Adds `event` to the run's log, or marks the log overflowed (it never grows inside the hooks).
+fn log(state: &mut State, event: Event) {
     if state.events.len() < state.events.capacity() {
-        state.events.push(Event::Free(request));
+        state.events.push(event);
     } else {
         state.overflowed = true;
     }
