@@ -500,6 +500,23 @@ fn print_banner(config: &BoardConfig, pipeline: &Pipeline) {
     if let Some(choice) = pipeline.relation().choice() {
         println!("  running   {choice}");
     }
+    for (file, narrowed) in [
+        (
+            pipeline.detector().model().path(),
+            pipeline.detector().model().narrowed_products(),
+        ),
+        (
+            pipeline.relation().path(),
+            pipeline.relation().narrowed_products(),
+        ),
+    ] {
+        if narrowed > 0 {
+            println!(
+                "  int8      {}: weights of {narrowed} products narrowed to 7 bits for this CPU's int8 kernel (docs/int8.md)",
+                kith_runtime::model::file_name_of(file)
+            );
+        }
+    }
     let cpu = kith_runtime::model::tract_isa();
     let mut kernels = pipeline.detector().model().matmul_kernels();
     kernels.extend(pipeline.relation().matmul_kernels().iter().cloned());

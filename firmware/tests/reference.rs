@@ -28,6 +28,10 @@ const PERSON_SCORE_TOLERANCE: f64 = 1e-3;
 /// probabilities by up to 0.027 on qemu-aarch64 (15 of the 58 pairs are bit-identical). This is the
 /// bound `runtime/tests/int8.rs` holds INT8 to against FP32; the labels must still be the same.
 const RELATION_SCORE_TOLERANCE: f64 = 0.06;
+/// The same where kith narrowed the relation model's weights to 7 bits for this CPU's int8 kernel
+/// (the AVX2 tier, `kith_runtime::narrow_weights`; the banner says so): measured 0.070 against
+/// the reference, the bound `runtime/tests/int8.rs` holds narrowed INT8 to against FP32.
+const RELATION_SCORE_TOLERANCE_NARROWED: f64 = 0.1;
 
 /// The first demo frames to compare: all 16, or `KITH_REFERENCE_FRAMES` of them (CI under qemu-user,
 /// where the first 4 frames take about half a minute of emulation on aarch64, 1.5 min on armv7).
@@ -151,7 +155,12 @@ fn the_demo_gives_the_x86_64_persons_and_labels() {
         String::from_utf8_lossy(&run.stderr)
     );
     let banner = String::from_utf8_lossy(&run.stdout);
-    println!("{}", banner.lines().take(4).collect::<Vec<_>>().join("\n"));
+    println!("{}", banner.lines().take(5).collect::<Vec<_>>().join("\n"));
+    let relation_tolerance = if banner.contains("narrowed to 7 bits") {
+        RELATION_SCORE_TOLERANCE_NARROWED
+    } else {
+        RELATION_SCORE_TOLERANCE
+    };
     let got = read_jsonl(&out.join("results.jsonl"));
     let mut want = read_jsonl(&repo().join("firmware/tests/data/demo-x86_64.jsonl"));
     if let Some(n) = limit {
@@ -187,8 +196,7 @@ fn the_demo_gives_the_x86_64_persons_and_labels() {
         max.box_px
     );
     assert!(
-        max.person_score <= PERSON_SCORE_TOLERANCE
-            && max.relation_score <= RELATION_SCORE_TOLERANCE,
+        max.person_score <= PERSON_SCORE_TOLERANCE && max.relation_score <= relation_tolerance,
         "scores differ by up to {:?}",
         max
     );

@@ -21,6 +21,7 @@ pub mod limits;
 mod maxpool;
 pub mod model;
 pub mod model_arena;
+pub mod narrow_weights;
 pub mod overlay;
 mod passes;
 mod pipeline;

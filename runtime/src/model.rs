@@ -33,6 +33,8 @@ pub struct ModelFile {
     outputs: Vec<TensorSpec>,
     input_tensors: Vec<Arc<Tensor>>,
     metadata: BTreeMap<String, String>,
+    /// See [`LoadedGraph::narrowed_products`].
+    narrowed_products: usize,
     /// The thread pool of tract's matrix products when `threads > 1`: the plan runs on one of its
     /// workers (see [`ModelFile::run`]).
     executor: Option<multithread::Executor>,
@@ -79,17 +81,32 @@ pub fn tract_isa() -> TractIsa {
 }
 
 /// The last component of `path`, for messages and reports.
-pub(crate) fn file_name_of(path: &Path) -> String {
+pub fn file_name_of(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
 
+/// An ONNX file's graph as kith runs it ([`load_optimized`]).
+pub struct LoadedGraph {
+    /// The optimised graph, kith's passes applied.
+    pub model: TypedModel,
+    /// The file's `metadata_props` under kith's prefix (`kith.labels`, ...).
+    pub metadata: BTreeMap<String, String>,
+    /// How many quantised products had their weights narrowed to 7 bits
+    /// ([`crate::narrow_weights`]): 0 unless the file allows it and the CPU's int8 kernel gains.
+    pub narrowed_products: usize,
+}
+
+/// The metadata key with which an INT8 file allows its weights to be narrowed to [-64, 64]
+/// where that makes the int8 kernel faster ([`crate::narrow_weights`]): value `allowed`.
+pub const NARROW_WEIGHTS_KEY: &str = "kith.int8_narrow_weights";
+
 /// Loads, types and optimises an ONNX file as kith runs it, then applies kith's passes, which
 /// swap tract ops for faster ones computing the same values ([`crate::int8`], [`crate::maxpool`],
 /// [`crate::im2col`], [`crate::resize`]). Errors name the file. A panic inside tract on a damaged
 /// file is an error too: a model file is input, and input does not bring kith down.
-pub fn load_optimized(path: &Path) -> Result<(TypedModel, BTreeMap<String, String>)> {
+pub fn load_optimized(path: &Path) -> Result<LoadedGraph> {
     let meta = std::fs::metadata(path).map_err(|e| Error::load(path, e))?;
     if !meta.is_file() {
         return Err(Error::load(path, LoadError::NotAFile));
@@ -132,9 +149,9 @@ fn quiet_loading_panics() {
 }
 
 /// [`load_optimized`]'s work with tract: parse, read kith's metadata, optimise, kith's passes.
-fn optimise(path: &Path) -> TractResult<(TypedModel, BTreeMap<String, String>)> {
+fn optimise(path: &Path) -> TractResult<LoadedGraph> {
     let model = tract_onnx::onnx().model_for_path(path)?;
-    let metadata = model
+    let metadata: BTreeMap<String, String> = model
         .properties
         .iter()
         .filter_map(|(k, v)| {
@@ -150,6 +167,11 @@ fn optimise(path: &Path) -> TractResult<(TypedModel, BTreeMap<String, String>)> 
         .collect();
     let mut typed = model.into_typed()?.into_decluttered()?;
     crate::pointwise::merge_pointwise_rows(&mut typed)?;
+    let allowed = metadata.get(NARROW_WEIGHTS_KEY).map(String::as_str) == Some("allowed");
+    let narrowed_products = match crate::narrow_weights::narrow_weight_range() {
+        Some(range) if allowed => crate::narrow_weights::narrow_weights(&mut typed, &range)?,
+        _ => 0,
+    };
     typed.optimize()?;
     crate::int8::speed_up_quantisation(&mut typed)?;
     crate::int8::tabulate_dequantised_chains(&mut typed)?;
@@ -160,7 +182,11 @@ fn optimise(path: &Path) -> TractResult<(TypedModel, BTreeMap<String, String>)> 
     crate::resize::speed_up_resize(&mut typed)?;
     crate::softmax::speed_up_softmax(&mut typed)?;
     crate::layernorm::fuse_layer_norms(&mut typed)?;
-    Ok((typed, metadata))
+    Ok(LoadedGraph {
+        model: typed,
+        metadata,
+        narrowed_products,
+    })
 }
 
 fn fixed_shape(path: &Path, model: &TypedModel, outlet: OutletId) -> Result<TensorSpec> {
@@ -193,7 +219,11 @@ impl ModelFile {
     /// Loads `path` and prepares it to run with `threads` threads for its matrix products.
     pub fn load(path: &Path, threads: usize) -> Result<Self> {
         let start = Instant::now();
-        let (typed, metadata) = load_optimized(path)?;
+        let LoadedGraph {
+            model: typed,
+            metadata,
+            narrowed_products,
+        } = load_optimized(path)?;
         log::debug!(
             "{}: loaded and optimised in {:.0} ms",
             path.display(),
@@ -233,6 +263,7 @@ impl ModelFile {
             outputs,
             input_tensors,
             metadata,
+            narrowed_products,
             executor,
             arena: ModelArena::new(),
         })
@@ -261,6 +292,12 @@ impl ModelFile {
     /// The model's outputs, in order.
     pub fn outputs(&self) -> &[TensorSpec] {
         &self.outputs
+    }
+
+    /// How many quantised products run with weights narrowed to 7 bits on this CPU
+    /// ([`crate::narrow_weights`]); 0 for exact INT8 weights.
+    pub fn narrowed_products(&self) -> usize {
+        self.narrowed_products
     }
 
     /// A `metadata_props` value of the ONNX file.

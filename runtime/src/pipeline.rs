@@ -61,6 +61,7 @@ pub struct RelationInfo {
     weights: String,
     untrained: bool,
     kernels: Vec<String>,
+    narrowed_products: usize,
     choice: Option<Choice>,
 }
 
@@ -78,6 +79,12 @@ impl RelationInfo {
     /// What the weights are: "untrained-demo" or a trained model's name/version.
     pub fn weights(&self) -> &str {
         &self.weights
+    }
+
+    /// How many of its quantised products run with weights narrowed to 7 bits on this CPU
+    /// ([`crate::narrow_weights`]).
+    pub fn narrowed_products(&self) -> usize {
+        self.narrowed_products
     }
 
     /// Whether the weights were never trained on PISC (labels are then not recognition).
@@ -226,6 +233,7 @@ impl Pipeline {
             weights: relation.weights().to_owned(),
             untrained: relation.is_untrained(),
             kernels: relation.model().matmul_kernels(),
+            narrowed_products: relation.model().narrowed_products(),
             choice: None,
         };
         let relate = if settings.pipelined {

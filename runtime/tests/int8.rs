@@ -88,9 +88,15 @@ fn int8_agrees_with_fp32_on_every_demo_pair() {
         "only {pairs} pairs: the comparison says little"
     );
     assert!(agreement >= 0.99, "top-1 agreement {agreement:.3} < 0.99");
+    let narrowed = int8.model().narrowed_products() > 0;
+    let (max_allowed, mean) = (max_prob_diff(narrowed), sum_diff / (pairs * 6) as f64);
     assert!(
-        max_diff <= MAX_PROB_DIFF,
-        "max probability difference {max_diff} > {MAX_PROB_DIFF}"
+        max_diff <= max_allowed,
+        "max probability difference {max_diff} > {max_allowed}"
+    );
+    assert!(
+        mean <= MAX_MEAN_PROB_DIFF,
+        "mean probability difference {mean} > {MAX_MEAN_PROB_DIFF}"
     );
 }
 
@@ -146,9 +152,10 @@ fn int8_agrees_with_fp32_on_the_reference_persons() {
                 rel
             })
             .collect();
-        (relations, m.model().matmul_kernels())
+        let narrowed = m.model().narrowed_products() > 0;
+        (relations, (m.model().matmul_kernels(), narrowed))
     };
-    let ((rel_f, _), (rel_q, int8_kernels)) = std::thread::scope(|s| {
+    let ((rel_f, _), (rel_q, (int8_kernels, narrowed))) = std::thread::scope(|s| {
         let fp32 = s.spawn(|| run("gritv2-s.fp32.onnx"));
         let int8 = s.spawn(|| run("gritv2-s.int8.onnx"));
         (fp32.join().unwrap(), int8.join().unwrap())
@@ -163,10 +170,15 @@ fn int8_agrees_with_fp32_on_the_reference_persons() {
     }
     println!(
         "INT8 vs FP32 on {} ({}): {pairs} pairs of the x86_64 reference persons, top-1 agreement \
-         {agree}/{pairs}, max |p_int8 - p_fp32| {max_diff:.4}, matmul kernels {:?}",
+         {agree}/{pairs}, max |p_int8 - p_fp32| {max_diff:.4}, matmul kernels {:?}{}",
         std::env::consts::ARCH,
         std::env::var("QEMU_CPU").unwrap_or_else(|_| "native".into()),
-        int8_kernels
+        int8_kernels,
+        if narrowed {
+            ", weights narrowed to 7 bits"
+        } else {
+            ""
+        }
     );
     assert!(
         pairs >= 20,
@@ -176,9 +188,10 @@ fn int8_agrees_with_fp32_on_the_reference_persons() {
         agree as f64 / pairs as f64 >= 0.99,
         "top-1 agreement {agree}/{pairs} < 0.99"
     );
+    let max_allowed = max_prob_diff(narrowed);
     assert!(
-        max_diff <= MAX_PROB_DIFF,
-        "max probability difference {max_diff} > {MAX_PROB_DIFF}"
+        max_diff <= max_allowed,
+        "max probability difference {max_diff} > {max_allowed}"
     );
 }
 
@@ -189,3 +202,21 @@ const REFERENCE_FRAMES: usize = 4;
 /// measured 0.027 on x86 (AVX-512 VNNI int8 kernels), with room for another platform's requantisation
 /// rounding (tract and onnxruntime differ by whole output quantisation steps, MODELS.md).
 const MAX_PROB_DIFF: f32 = 0.06;
+
+/// The same bound for a file whose weights kith narrowed to 7 bits on this CPU (the AVX2 int8
+/// kernel; `kith_runtime::narrow_weights`): one bit of weight precision less, measured 0.080 on the
+/// reference persons and 0.077 over the demo pairs (mean 0.018) on the AVX2 tier.
+const MAX_PROB_DIFF_NARROWED: f32 = 0.1;
+
+/// Largest mean probability difference over the demo pairs' labels: measured 0.0037 with the
+/// file's own weights, 0.018 narrowed.
+const MAX_MEAN_PROB_DIFF: f64 = 0.03;
+
+/// [`MAX_PROB_DIFF`], or [`MAX_PROB_DIFF_NARROWED`] for a file run with narrowed weights.
+fn max_prob_diff(narrowed: bool) -> f32 {
+    if narrowed {
+        MAX_PROB_DIFF_NARROWED
+    } else {
+        MAX_PROB_DIFF
+    }
+}

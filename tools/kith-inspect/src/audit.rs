@@ -80,7 +80,7 @@ impl Audit {
 /// declutter for lookup-table chains.
 pub fn audit(path: &Path) -> Result<Audit> {
     let err = |e: TractError| Error::load(path, e);
-    let (optimized, _) = load_optimized(path)?;
+    let optimized = load_optimized(path)?.model;
     let typed = tract_onnx::onnx()
         .model_for_path(path)
         .and_then(|m| m.into_typed())

@@ -38,7 +38,7 @@ impl Shape {
 pub fn model_shapes(files: &[PathBuf]) -> Result<Vec<(Shape, usize)>> {
     let mut shapes = BTreeMap::<Shape, usize>::new();
     for file in files {
-        let (typed, _) = load_optimized(file)?;
+        let typed = load_optimized(file)?.model;
         for node in &typed.nodes {
             let Some(op) = node.op_as::<OptMatMul>() else {
                 continue;

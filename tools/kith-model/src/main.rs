@@ -249,6 +249,8 @@ fn print_kernels(k: &KernelReport) {
 struct Timing {
     median: f64,
     p90: f64,
+    /// Products whose weights ran narrowed to 7 bits (`ModelFile::narrowed_products`).
+    narrowed_products: usize,
 }
 
 /// Loads every file as the runtime does, warms each up, then times `runs` rounds in which each
@@ -285,9 +287,11 @@ fn bench(
     let ms = |us: u64| us as f64 / 1e3;
     Ok(us
         .iter()
-        .map(|times| Timing {
+        .zip(&models)
+        .map(|(times, model)| Timing {
             median: ms(times.quantile(0.5)),
             p90: ms(times.quantile(0.9)),
+            narrowed_products: model.narrowed_products(),
         })
         .collect())
 }
@@ -437,11 +441,16 @@ fn run(cli: Cli) -> Result<()> {
                         "runs": runs,
                         "median_ms": round3(t.median),
                         "p90_ms": round3(t.p90),
+                        "narrowed_products": t.narrowed_products,
                     });
                     out!("{value}");
                 } else {
+                    let narrowed = match t.narrowed_products {
+                        0 => String::new(),
+                        n => format!(", weights of {n} products narrowed to 7 bits"),
+                    };
                     out!(
-                        "{}: median {:.2} ms, p90 {:.2} ms ({runs} runs, {threads} thread(s), tract)",
+                        "{}: median {:.2} ms, p90 {:.2} ms ({runs} runs, {threads} thread(s), tract{narrowed})",
                         file.display(),
                         t.median,
                         t.p90

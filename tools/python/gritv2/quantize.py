@@ -138,7 +138,8 @@ def pisc_calibration_items(root: str, split_prefix: str, n: int) -> list[dict]:
     return items
 
 
-def quantize(fp32_path, out_path, reader, quantize_qk: bool = True, weights: str | None = None) -> dict:
+def quantize(fp32_path, out_path, reader, quantize_qk: bool = True, weights: str | None = None,
+             narrow_weights: bool = False) -> dict:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -168,6 +169,10 @@ def quantize(fp32_path, out_path, reader, quantize_qk: bool = True, weights: str
     meta["kith.precision"] = "int8"
     if weights:
         meta["kith.weights"] = weights
+    if narrow_weights:
+        # kith may halve these weights to [-64, 64] where its AVX2 int8 kernel gains from it
+        # (docs/int8.md, "Weights narrowed to 7 bits"); its tests/int8.rs bounds what that costs.
+        meta["kith.int8_narrow_weights"] = "allowed"
     U.set_metadata(q, meta)
     q.doc_string = ""
     problems = check_int8_graph(q)
@@ -304,6 +309,9 @@ def main(argv=None):
     ap.add_argument("--reference", default=None,
                     help="add the INT8 logits to this reference JSON (default: models/gritv2-s.reference.json "
                          "when --out is the shipped path)")
+    ap.add_argument("--narrow-weights", action="store_true",
+                    help="allow kith to narrow the weights to 7 bits on CPUs where that is faster "
+                         "(metadata kith.int8_narrow_weights; docs/int8.md)")
     ap.add_argument("--no-compare", action="store_true", help="skip the INT8-vs-FP32 comparison")
     ap.add_argument("--allow-size", action="store_true", help="do not enforce the 15-30 MB size window")
     ap.add_argument("--report", help="write the comparison report as JSON here")
@@ -314,7 +322,8 @@ def main(argv=None):
     else:
         size, n = input_dims(args.input)
         reader = SyntheticReader(args.calib_samples, args.calib_seed, size=size, num_persons=n)
-    info = quantize(args.input, args.out, reader, quantize_qk=not args.f32_qk)
+    info = quantize(args.input, args.out, reader, quantize_qk=not args.f32_qk,
+                    narrow_weights=args.narrow_weights)
     size = Path(args.out).stat().st_size
     print(f"wrote {args.out}: {size} bytes ({size / 1e6:.1f} MB), sha256 {U.sha256(args.out)}")
     print(f"act x act MatMuls left in f32: {info['excluded_act_matmuls']}; depthwise convs left in f32: "

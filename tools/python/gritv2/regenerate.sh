@@ -11,7 +11,7 @@ venv="$here/../.venv-gritv2"
 py="nice -n 10 $venv/bin/python"
 cd "$here"
 $py export.py
-$py quantize.py --report "${GRITV2_REPORT:-/tmp/gritv2-int8-report.json}"
+$py quantize.py --narrow-weights --report "${GRITV2_REPORT:-/tmp/gritv2-int8-report.json}"
 cd "$here/../../.."
 for f in models/gritv2-s.fp32.onnx models/gritv2-s.int8.onnx models/gritv2-s.reference.json; do
   echo "| $(basename "$f") | $(stat -c %s "$f") | $(sha256sum "$f" | cut -d' ' -f1) |"

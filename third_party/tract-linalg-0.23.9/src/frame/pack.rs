@@ -1291,22 +1291,25 @@ impl PackedI8K4 {
     }
 
     /// Packs `t` into `packed`, `self.len(k, mn)` bytes: what [`Self::pack_view`] packs, into a
-    /// buffer the caller owns.
+    /// buffer the caller owns. Panels start every `stride` bytes (at least a panel's length; the
+    /// bytes between are zeroed).
     fn pack_into(
         &self,
         t: &TensorView,
         k_axis: usize,
         mn_axis: usize,
         packed: &mut [u8],
+        stride: usize,
     ) -> TractResult<()> {
         ensure!(k_axis != mn_axis, "k_axis and mn_axis must differ (both are {k_axis})");
         ensure!(t.datum_type().size_of() == 1, "{self} packs bytes, not {:?}", t.datum_type());
         let k = t.shape()[k_axis];
         let mn = t.shape()[mn_axis];
         let pl = self.panel(k);
+        ensure!(stride >= pl, "{self}: a panel stride of {stride} bytes for panels of {pl}");
         let panels = mn.div_ceil(self.r);
         ensure!(
-            packed.len() == panels * pl,
+            packed.len() == panels * stride,
             "{self}: a buffer of {} bytes for k={k} mn={mn}",
             packed.len()
         );
@@ -1319,7 +1322,7 @@ impl PackedI8K4 {
             let dst = packed.as_mut_ptr() as *mut i8;
             for p in 0..panels {
                 let pw = self.r.min(mn - p * self.r);
-                let panel = dst.add(p * pl);
+                let panel = dst.add(p * stride);
                 let mn0 = (p * self.r) as isize;
                 if ks == 1 {
                     // K contiguous in the source (an activation [mn, k]), kith issue 13: the 4
@@ -1430,6 +1433,119 @@ impl MMMInputFormat for PackedI8K4 {
     }
     fn packed_layout(&self, k: usize, mn: usize) -> Option<PackedLayout> {
         Some(PackedLayout { bytes: self.len(k, mn), align: self.align, panel_bytes: self.panel(k) })
+    }
+    fn pack_view_into(
+        &self,
+        t: &TensorView,
+        k_axis: usize,
+        mn_axis: usize,
+        dst: &mut [u8],
+    ) -> TractResult<()> {
+        let k = t.shape()[k_axis];
+        self.pack_into(t, k_axis, mn_axis, dst, self.panel(k))
+    }
+    fn extract_at_mn_f16(&self, _: &EagerPackedInput, _: usize, _: &mut [f16]) -> TractResult<()> {
+        bail!("no f16 extract")
+    }
+    fn extract_at_mn_f32(&self, _: &EagerPackedInput, _: usize, _: &mut [f32]) -> TractResult<()> {
+        bail!("no f32 extract")
+    }
+}
+
+/// The values [`PackedI8K4Narrow`] takes: with B in this range, `vpmaddubsw` of an unsigned byte
+/// (at most 255) by B sums two products within an i16 (2 * 255 * 64 < 2^15).
+pub const NARROW_I8: std::ops::RangeInclusive<i32> = -64..=64;
+
+/// [`PackedI8K4`] for an operand whose values all lie in [`NARROW_I8`] (kith issue 13), each panel
+/// followed by `r` i32: -128 times the sum over K of each lane. `avx2_mmm_i32_8x8` multiplies such
+/// a B by A + 128 as unsigned bytes with one `vpmaddubsw` per column, exactly on these values, and
+/// adds the trailer to take the 128 * sum(B) back off. Selection by type never picks it
+/// ([`MMMInputFormat::value_range`]); tract-core does, for a constant operand it has checked.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct PackedI8K4Narrow {
+    pub r: usize,
+}
+impl PackedI8K4Narrow {
+    pub fn new(r: usize) -> Self {
+        PackedI8K4Narrow { r }
+    }
+    fn plain(&self) -> PackedI8K4 {
+        PackedI8K4::new(self.r)
+    }
+    /// A panel's bytes: the plain panel, then the trailer's `r` i32.
+    fn panel(&self, k: usize) -> usize {
+        self.plain().panel(k) + 4 * self.r
+    }
+    fn len(&self, k: usize, mn: usize) -> usize {
+        mn.divceil(self.r) * self.panel(k)
+    }
+    fn pack_into(
+        &self,
+        t: &TensorView,
+        k_axis: usize,
+        mn_axis: usize,
+        packed: &mut [u8],
+    ) -> TractResult<()> {
+        let k = t.shape()[k_axis];
+        let (plain, stride) = (self.plain().panel(k), self.panel(k));
+        self.plain().pack_into(t, k_axis, mn_axis, packed, stride)?;
+        for panel in packed.chunks_exact_mut(stride) {
+            let (blocks, trailer) = panel.split_at_mut(plain);
+            let mut sums = vec![0i32; self.r];
+            for block in blocks.chunks_exact(4 * self.r) {
+                for (lane, bytes) in block.chunks_exact(4).enumerate() {
+                    for &byte in bytes {
+                        let value = byte as i8 as i32;
+                        ensure!(
+                            NARROW_I8.contains(&value),
+                            "{self}: {value} is outside {NARROW_I8:?}"
+                        );
+                        sums[lane] += value;
+                    }
+                }
+            }
+            for (slot, sum) in trailer.chunks_exact_mut(4).zip(sums) {
+                slot.copy_from_slice(&(-128 * sum).to_ne_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+impl std::fmt::Display for PackedI8K4Narrow {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "I8K4[{}]narrow", self.r)
+    }
+}
+impl MMMInputFormat for PackedI8K4Narrow {
+    fn prepare_tensor(&self, t: &Tensor, k_axis: usize, mn_axis: usize) -> TractResult<Tensor> {
+        Ok(PackedMatrixStorage::new(self.prepare_one(t, k_axis, mn_axis)?)
+            .into_tensor(t.datum_type()))
+    }
+    fn prepare_one_view(
+        &self,
+        t: &TensorView,
+        k_axis: usize,
+        mn_axis: usize,
+    ) -> TractResult<Box<dyn MMMInputValue>> {
+        EagerPackedInput::pack_alone(self, t, k_axis, mn_axis)
+    }
+    fn precursor(&self) -> WeightType {
+        WeightType::Plain(i8::datum_type())
+    }
+    fn value_range(&self) -> Option<std::ops::RangeInclusive<i32>> {
+        Some(NARROW_I8)
+    }
+    fn r(&self) -> usize {
+        self.r
+    }
+    fn k_alignment(&self) -> usize {
+        4
+    }
+    fn mem_size(&self, k: TDim, mn: TDim) -> TDim {
+        mn.divceil(self.r) * self.panel(k.to_usize().unwrap_or(0))
+    }
+    fn packed_layout(&self, k: usize, mn: usize) -> Option<PackedLayout> {
+        Some(PackedLayout { bytes: self.len(k, mn), align: 16, panel_bytes: self.panel(k) })
     }
     fn pack_view_into(
         &self,

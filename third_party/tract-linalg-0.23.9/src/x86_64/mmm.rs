@@ -6,7 +6,7 @@ use crate::isa::IsaSet;
 use crate::mmm::{Query, Suitable};
 use crate::mmm_tiers::MmmTier;
 use crate::pack::PackedFormat;
-use crate::pack::PackedI8K4;
+use crate::pack::{PackedI8K4, PackedI8K4Narrow};
 
 #[cfg(tract_amx_int8)]
 use super::amx::PackedAmxA;
@@ -143,6 +143,7 @@ MMMExternKernel! { x86_64; avx_mmm_i32_8x4<i32>(8,4)@(256,4) isa(X86_64Avx)
 
 MMMExternKernel! { x86_64; avx2_mmm_i32_8x8<i32>(8,8)@(256,4) isa(X86_64Avx2)
     packing[1] = i8i8 => |k| k.with_packing(PackedI8K4::new(8), PackedI8K4::new(8));
+    packing[2] = i8i8narrow => |k| k.with_packing(PackedI8K4::new(8), PackedI8K4Narrow::new(8));
 
     store(i8)
 }

@@ -72,7 +72,7 @@ def test_export_quantize_and_tract(trained):
     assert U.get_metadata(onnx.load(str(fp32)))["kith.weights"] == "trained:ck.pt"
     int8 = out / "m.int8.onnx"
     size, n = 112, 8
-    quantize(fp32, int8, SyntheticReader(4, size=size, num_persons=n))
+    quantize(fp32, int8, SyntheticReader(4, size=size, num_persons=n), narrow_weights=True)
     q = onnx.load(str(int8))
     assert check_int8_graph(q) == []
     ops = U.op_histogram(q)
@@ -83,6 +83,7 @@ def test_export_quantize_and_tract(trained):
     assert all(a.i == 1 for n in q.graph.node if n.op_type == "QLinearConv" for a in n.attribute
                if a.name == "group")
     assert U.get_metadata(q)["kith.precision"] == "int8"
+    assert U.get_metadata(q)["kith.int8_narrow_weights"] == "allowed"
     rep = compare(fp32, int8, comparison_cases(n=3, size=size, num_persons=n), with_tract=U.tract_available())
     assert rep["pairs"] > 0 and np.isfinite(rep["max_abs_diff"])
     if U.tract_available():

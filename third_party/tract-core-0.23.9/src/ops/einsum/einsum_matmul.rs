@@ -555,6 +555,8 @@ impl TypedOp for EinSumMatMul {
         } else if let Some(of) = b.exotic_fact() {
             ensure!(of.is::<BlockQuantFact>());
             true
+        } else if let Some(narrow_a) = kernel_selection::narrow_constant_is_a(self, &a, &b) {
+            narrow_a
         } else if self.m == self.n {
             false
         } else {
@@ -904,8 +906,15 @@ fn optimized_mat_mul(
     node: &TypedNode,
     op: &EinSumMatMul,
 ) -> TractResult<Option<TypedModelPatch>> {
-    let (mode_picker, left_pack, impls) = kernel_selection::strategize(model, node, op)?;
+    let (mode_picker, left_pack, mut impls) = kernel_selection::strategize(model, node, op)?;
     let input_facts = model.node_input_facts(node.id)?;
+    // kith issue 13: a constant B whose values fit the kernel's narrow-B packing takes it.
+    if let [(mmm, packing, None)] = &mut impls[..]
+        && let Some(narrow) =
+            kernel_selection::narrow_b_packing(&**mmm, *packing, input_facts[1].konst.as_deref())
+    {
+        *packing = narrow;
+    }
     let input_shapes = op.actual_input_shapes_from_facts(&input_facts)?;
     let prefix = &node.name;
 

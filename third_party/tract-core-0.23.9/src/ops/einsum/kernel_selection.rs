@@ -4,7 +4,7 @@ use dyn_clone::clone_box;
 use tract_itertools::Itertools;
 use tract_linalg::WeightType;
 use tract_linalg::block_quant::BlockQuantFact;
-use tract_linalg::mmm::{MMMInputFormat, Query, Suitable, pick_by_shape, retain_best};
+use tract_linalg::mmm::{MMMInputFormat, MatMatMul, Query, Suitable, pick_by_shape, retain_best};
 
 use crate::internal::*;
 use crate::ops::matmul::ModePicker;
@@ -149,6 +149,48 @@ pub fn strategize(model: &TypedModel, node: &TypedNode, op: &EinSumMatMul) -> Tr
     }
 }
 
+/// Whether every value of `t` is an i8 within `range`.
+fn i8_values_within(t: &Tensor, range: &std::ops::RangeInclusive<i32>) -> bool {
+    t.datum_type().unquantized() == DatumType::I8
+        && t.is_plain_ram()
+        && t.as_bytes().iter().all(|&b| range.contains(&(b as i8 as i32)))
+}
+
+/// The packing of `mmm` that takes packing `p`'s A with a B of restricted values
+/// (`PackedI8K4Narrow`, kith issue 13), when `b` is a constant whose values all fit it.
+pub fn narrow_b_packing(mmm: &dyn MatMatMul, p: usize, b: Option<&Tensor>) -> Option<usize> {
+    let b = b?;
+    let packings = mmm.packings();
+    let (a_format, b_format) = packings.get(p)?;
+    if b_format.value_range().is_some() {
+        return None;
+    }
+    packings.iter().position(|(a, other_b)| {
+        a.dyn_eq(&**a_format)
+            && other_b.value_range().is_some_and(|range| i8_values_within(b, &range))
+    })
+}
+
+/// Which operand of an i8 x i8 product should be B (kith issue 13): the constant one when its
+/// values fit a narrow-B packing of the kernel this CPU runs for such products
+/// (`avx2_mmm_i32_8x8`) and the other operand is not constant. `Some(true)`: A is that constant,
+/// swap them; `Some(false)`: B is; `None`: no narrow packing applies.
+pub fn narrow_constant_is_a(op: &EinSumMatMul, a: &TypedFact, b: &TypedFact) -> Option<bool> {
+    let i8 = |f: &TypedFact| f.datum_type.unquantized() == DatumType::I8;
+    if !i8(a) || !i8(b) || a.exotic_fact().is_some() || b.exotic_fact().is_some() {
+        return None;
+    }
+    let constant = match (&a.konst, &b.konst) {
+        (Some(a), None) => (a, true),
+        (None, Some(b)) => (b, false),
+        _ => return None,
+    };
+    let dim = |d: &TDim| d.as_i64().map(|d| d as usize);
+    let query = Query::plain(DatumType::I32, dim(&op.m), dim(&op.k), dim(&op.n));
+    let (mmm, p, _) = tract_linalg::MmmDispatch::native().pick(&query)?;
+    narrow_b_packing(&*mmm, p, Some(constant.0)).map(|_| constant.1)
+}
+
 /// The node's matmul as kernel selection sees it: operand types from the input facts, dims
 /// wherever they are already concrete.
 pub fn query(model: &TypedModel, node: &TypedNode, op: &EinSumMatMul) -> TractResult<Query> {
@@ -275,5 +317,39 @@ mod sme_strided_store {
         let mm = model.nodes.iter().find_map(|n| n.op_as::<OptMatMul>()).expect("OptMatMul");
         let name = mm.mmm[0].name();
         assert!(name.starts_with("apple_amx"), "long-K strided-n GEMM selected {name}");
+    }
+}
+
+/// kith issue 13: the AVX2 int8 kernel's narrow-B packing, taken only for a constant that fits it.
+#[cfg(all(test, target_arch = "x86_64"))]
+mod narrow_b {
+    use super::*;
+
+    #[test]
+    fn narrow_packing_only_for_a_constant_that_fits() {
+        let dispatch = tract_linalg::MmmDispatch::native();
+        let Some(avx2) = dispatch.runnable().iter().find(|k| k.name() == "avx2_mmm_i32_8x8") else {
+            return;
+        };
+        let plain = avx2
+            .packings()
+            .iter()
+            .position(|(a, b)| a.value_range().is_none() && b.to_string() == "I8K4[8]")
+            .expect("the i8i8 packing");
+        let narrow = narrow_b_packing(&**avx2, plain, Some(&tensor2(&[[64i8, -64], [3, 0]])));
+        let narrow = narrow.expect("a narrow packing for values in [-64, 64]");
+        assert_eq!(avx2.packings()[narrow].1.value_range(), Some(-64..=64));
+        assert_eq!(narrow_b_packing(&**avx2, plain, Some(&tensor2(&[[65i8, 0]]))), None);
+        assert_eq!(narrow_b_packing(&**avx2, plain, Some(&tensor2(&[[-65i8, 0]]))), None);
+        assert_eq!(narrow_b_packing(&**avx2, plain, Some(&tensor2(&[[1f32, 0.]]))), None);
+        assert_eq!(narrow_b_packing(&**avx2, plain, None), None);
+        // Selection by type alone never offers it.
+        let query = Query::plain(DatumType::I32, Some(64), Some(64), Some(64));
+        assert!(
+            dispatch
+                .suitable(&query)
+                .iter()
+                .all(|(k, p, _)| k.packings()[*p].1.value_range().is_none())
+        );
     }
 }

@@ -38,6 +38,12 @@ pub trait MMMInputFormat:
     fn simulate_precision_loss(&self, tensor: Tensor) -> TractResult<Tensor> {
         Ok(tensor)
     }
+    /// The values this format can pack, when it takes only some of its type's (kith issue 13:
+    /// `PackedI8K4Narrow`). Selection by type ([`crate::mmm::MmmDispatch::suitable`]) never picks
+    /// such a packing; a caller that has checked its operand's values may. `None`: every value.
+    fn value_range(&self) -> Option<std::ops::RangeInclusive<i32>> {
+        None
+    }
     fn r(&self) -> usize;
     fn k_alignment(&self) -> usize;
     fn merge_with<'o, 'a: 'o, 'b: 'o>(

@@ -195,6 +195,7 @@ impl MmmDispatch {
                     && query.store.is_none_or(|s| mmm.stores().contains(&s))
             })
             .flat_map(|mmm| mmm.packings().iter().enumerate().map(move |(ix, p)| (mmm, ix, p)))
+            .filter(|(_, _, (a, b))| a.value_range().is_none() && b.value_range().is_none())
             .filter(|(_, _, (_, b))| {
                 b.precursor().as_dt().is_some_and(|dt| dt == query.activation.unquantized())
             })
