@@ -104,7 +104,8 @@ pub const NARROW_WEIGHTS_KEY: &str = "kith.int8_narrow_weights";
 
 /// Loads, types and optimises an ONNX file as kith runs it, then applies kith's passes, which
 /// swap tract ops for faster ones computing the same values ([`crate::int8`], [`crate::maxpool`],
-/// [`crate::im2col`], [`crate::resize`]). Errors name the file. A panic inside tract on a damaged
+/// [`crate::im2col`], [`crate::resize`]); the one pass that changes values,
+/// [`crate::narrow_weights`], runs only where the file allows it. Errors name the file. A panic inside tract on a damaged
 /// file is an error too: a model file is input, and input does not bring kith down.
 pub fn load_optimized(path: &Path) -> Result<LoadedGraph> {
     let meta = std::fs::metadata(path).map_err(|e| Error::load(path, e))?;

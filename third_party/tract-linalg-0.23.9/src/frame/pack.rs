@@ -1290,9 +1290,9 @@ impl PackedI8K4 {
         EagerPackedInput::pack_alone(self, t, k_axis, mn_axis)
     }
 
-    /// Packs `t` into `packed`, `self.len(k, mn)` bytes: what [`Self::pack_view`] packs, into a
-    /// buffer the caller owns. Panels start every `stride` bytes (at least a panel's length; the
-    /// bytes between are zeroed).
+    /// Packs `t` into `packed`, a buffer the caller owns, one panel every `stride` bytes (at least
+    /// a panel's length; the bytes between are zeroed): with the panel's length as `stride`, what
+    /// [`Self::pack_view`] packs.
     fn pack_into(
         &self,
         t: &TensorView,

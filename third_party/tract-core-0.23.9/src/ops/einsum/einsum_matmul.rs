@@ -555,7 +555,7 @@ impl TypedOp for EinSumMatMul {
         } else if let Some(of) = b.exotic_fact() {
             ensure!(of.is::<BlockQuantFact>());
             true
-        } else if let Some(narrow_a) = kernel_selection::narrow_constant_is_a(self, &a, &b) {
+        } else if let Some(narrow_a) = kernel_selection::narrow_constant_is_a(model, node, self) {
             narrow_a
         } else if self.m == self.n {
             false
@@ -910,8 +910,11 @@ fn optimized_mat_mul(
     let input_facts = model.node_input_facts(node.id)?;
     // kith issue 13: a constant B whose values fit the kernel's narrow-B packing takes it.
     if let [(mmm, packing, None)] = &mut impls[..]
-        && let Some(narrow) =
-            kernel_selection::narrow_b_packing(&**mmm, *packing, input_facts[1].konst.as_deref())
+        && let Some(narrow) = kernel_selection::narrow_b_packing(
+            &**mmm,
+            *packing,
+            kernel_selection::constant_values(model, node.inputs[1]).as_deref(),
+        )
     {
         *packing = narrow;
     }

@@ -7,6 +7,7 @@ use tract_linalg::block_quant::BlockQuantFact;
 use tract_linalg::mmm::{MMMInputFormat, MatMatMul, Query, Suitable, pick_by_shape, retain_best};
 
 use crate::internal::*;
+use crate::ops::change_axes::IntoShape;
 use crate::ops::matmul::ModePicker;
 
 use super::einsum_matmul::EinSumMatMul;
@@ -171,24 +172,47 @@ pub fn narrow_b_packing(mmm: &dyn MatMatMul, p: usize, b: Option<&Tensor>) -> Op
     })
 }
 
-/// Which operand of an i8 x i8 product should be B (kith issue 13): the constant one when its
-/// values fit a narrow-B packing of the kernel this CPU runs for such products
+/// The values of `outlet` when it is a constant, or a constant reshaped or transposed by
+/// `AxisOp`s or `IntoShape`s that codegen has not folded yet (a product's weights with K folded into one axis):
+/// the same values, maybe in another order, which is all a value range needs.
+pub fn constant_values(model: &TypedModel, mut outlet: OutletId) -> Option<Arc<Tensor>> {
+    loop {
+        if let Some(konst) = &model.outlet_fact(outlet).ok()?.konst {
+            return Some(konst.clone());
+        }
+        let node = model.node(outlet.node);
+        let reshaping = node.op_is::<AxisOp>() || node.op_is::<IntoShape>();
+        if !reshaping || node.inputs.len() != 1 {
+            return None;
+        }
+        outlet = node.inputs[0];
+    }
+}
+
+/// Which operand of the i8 x i8 product `node` should be B (kith issue 13): the constant one when
+/// its values fit a narrow-B packing of the kernel this CPU runs for such products
 /// (`avx2_mmm_i32_8x8`) and the other operand is not constant. `Some(true)`: A is that constant,
 /// swap them; `Some(false)`: B is; `None`: no narrow packing applies.
-pub fn narrow_constant_is_a(op: &EinSumMatMul, a: &TypedFact, b: &TypedFact) -> Option<bool> {
+pub fn narrow_constant_is_a(
+    model: &TypedModel,
+    node: &TypedNode,
+    op: &EinSumMatMul,
+) -> Option<bool> {
+    let facts = model.node_input_facts(node.id).ok()?;
     let i8 = |f: &TypedFact| f.datum_type.unquantized() == DatumType::I8;
-    if !i8(a) || !i8(b) || a.exotic_fact().is_some() || b.exotic_fact().is_some() {
+    if facts.len() != 2 || facts.iter().any(|f| !i8(f) || f.exotic_fact().is_some()) {
         return None;
     }
-    let constant = match (&a.konst, &b.konst) {
-        (Some(a), None) => (a, true),
-        (None, Some(b)) => (b, false),
-        _ => return None,
-    };
+    let constant =
+        match (constant_values(model, node.inputs[0]), constant_values(model, node.inputs[1])) {
+            (Some(a), None) => (a, true),
+            (None, Some(b)) => (b, false),
+            _ => return None,
+        };
     let dim = |d: &TDim| d.as_i64().map(|d| d as usize);
     let query = Query::plain(DatumType::I32, dim(&op.m), dim(&op.k), dim(&op.n));
     let (mmm, p, _) = tract_linalg::MmmDispatch::native().pick(&query)?;
-    narrow_b_packing(&*mmm, p, Some(constant.0)).map(|_| constant.1)
+    narrow_b_packing(&*mmm, p, Some(&constant.0)).map(|_| constant.1)
 }
 
 /// The node's matmul as kernel selection sees it: operand types from the input facts, dims
