@@ -789,6 +789,51 @@ mod avx2_i8i8_full_range {
         Ok(())
     }
 
+    /// Deterministic values over [`crate::pack::NARROW_I8`], both ends included.
+    fn narrow_values(len: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((x >> 24) % 129) as f32 - 64.0
+            })
+            .collect()
+    }
+
+    fn narrow_frame(m: usize, n: usize, a: Vec<f32>, b: Vec<f32>) -> TractResult<()> {
+        PackedPackedProblem::frame(&*avx2_mmm_i32_8x8, 2, m, n, a, b).check()
+    }
+
+    /// kith issue 13: packing 2, any A by B in [-64, 64], K not a multiple of 4, partial panels.
+    #[test]
+    fn narrow_b_full_range_a() -> TractResult<()> {
+        let (m, k, n) = (21, 259, 19);
+        narrow_frame(m, n, values(m * k, 9, true), narrow_values(k * n, 10))
+    }
+
+    /// The largest sums of pairs: A = 127 (255 once offset) and -128 (0) by B = +-64.
+    #[test]
+    fn narrow_extremes() -> TractResult<()> {
+        let (m, k, n) = (16, 64, 16);
+        for (a, b) in [(127.0, 64.0), (127.0, -64.0), (-128.0, 64.0), (-128.0, -64.0)] {
+            narrow_frame(m, n, vec![a; m * k], vec![b; k * n])?;
+        }
+        Ok(())
+    }
+
+    /// The narrow packing refuses a value outside its range rather than pack it.
+    #[test]
+    fn narrow_packing_refuses_wide_values() -> TractResult<()> {
+        let (_, pack_b) = &avx2_mmm_i32_8x8.packings()[2];
+        assert_eq!(pack_b.value_range(), Some(crate::pack::NARROW_I8));
+        for wide in [65i8, -65, i8::MIN] {
+            let b = tensor2(&[[0i8, wide], [1, 2]]);
+            assert!(pack_b.prepare_one(&b, 0, 1).is_err(), "{wide} packed");
+        }
+        assert!(pack_b.prepare_one(&tensor2(&[[64i8, -64], [1, 2]]), 0, 1).is_ok());
+        Ok(())
+    }
+
     /// Two products in one kernel call: the fallback must start again from the first sum.
     #[test]
     fn fast_then_exact_in_one_call() -> TractResult<()> {
