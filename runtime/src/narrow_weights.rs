@@ -9,8 +9,10 @@
 //! quantised einsum with one constant i8 operand of zero point 0, each weight w becomes
 //! round(w / 2) (ties to even) and its scale doubles, and the i32 bias, which is in units of
 //! the two scales' product, is halved the same way. It is ONNX Runtime's `reduce_range` for
-//! AVX2, applied to the shipped file: one bit of weight precision less, so the outputs change,
-//! within what `tests/int8.rs` checks against FP32. On every other tier nothing changes.
+//! AVX2, applied at load to a file whose metadata allows it ([`crate::model::NARROW_WEIGHTS_KEY`]:
+//! the shipped GRITv2-S INT8 does, the INT8 detector does not): one bit of weight precision
+//! less, so the outputs change, within what `tests/int8.rs` checks against FP32. On every other
+//! tier nothing changes.
 
 use std::ops::RangeInclusive;
 
