@@ -43,6 +43,17 @@ pub(crate) fn narrow_weights(
     crate::passes::apply_patches(model, |model, id| narrowed(model, model.node(id), range))
 }
 
+/// `t` with `f` applied to each value, same shape.
+fn mapped<T: Datum + Copy, U: Datum>(t: &Tensor, f: impl Fn(T) -> U) -> TractResult<Tensor> {
+    let values: Vec<U> = t
+        .try_as_plain_ram()?
+        .as_slice::<T>()?
+        .iter()
+        .map(|&v| f(v))
+        .collect();
+    tensor1(&values).into_shape(t.shape())
+}
+
 /// `v / 2` rounded to the nearest integer, ties to even (unbiased: half of all weights are odd).
 fn halve(v: i32) -> i32 {
     let floor = v >> 1;
@@ -92,27 +103,18 @@ fn narrowed(
     {
         return Ok(None);
     }
-    let values = weights.try_as_plain_ram()?;
-    let values = values.as_slice::<i8>()?;
-    if values.iter().all(|&w| range.contains(&(w as i32))) {
+    let fits = |w: &i8| range.contains(&(*w as i32));
+    if weights
+        .try_as_plain_ram()?
+        .as_slice::<i8>()?
+        .iter()
+        .all(fits)
+    {
         return Ok(None);
     }
-    let narrow: Vec<i8> = values.iter().map(|&w| halve(w as i32) as i8).collect();
-    let narrow = tensor1(&narrow).into_shape(weights.shape())?;
-    let doubled: Vec<f32> = scale
-        .try_as_plain_ram()?
-        .as_slice::<f32>()?
-        .iter()
-        .map(|s| s * 2.0)
-        .collect();
-    let scale = tensor1(&doubled).into_shape(scale.shape())?;
-    let halved: Vec<i32> = bias
-        .try_as_plain_ram()?
-        .as_slice::<i32>()?
-        .iter()
-        .map(|&b| halve(b))
-        .collect();
-    let bias = tensor1(&halved).into_shape(bias.shape())?;
+    let narrow = mapped(&weights, |w: i8| halve(w as i32) as i8)?;
+    let scale = mapped(&scale, |s: f32| s * 2.0)?;
+    let bias = mapped(&bias, halve)?;
 
     let mut patch = TypedModelPatch::new("narrow_weights");
     let mut taps = patch.taps(model, &node.inputs)?;

@@ -1489,9 +1489,10 @@ impl PackedI8K4Narrow {
         let k = t.shape()[k_axis];
         let (plain, stride) = (self.plain().panel(k), self.panel(k));
         self.plain().pack_into(t, k_axis, mn_axis, packed, stride)?;
+        let mut sums = vec![0i32; self.r];
         for panel in packed.chunks_exact_mut(stride) {
             let (blocks, trailer) = panel.split_at_mut(plain);
-            let mut sums = vec![0i32; self.r];
+            sums.fill(0);
             for block in blocks.chunks_exact(4 * self.r) {
                 for (lane, bytes) in block.chunks_exact(4).enumerate() {
                     for &byte in bytes {
@@ -1504,7 +1505,7 @@ impl PackedI8K4Narrow {
                     }
                 }
             }
-            for (slot, sum) in trailer.chunks_exact_mut(4).zip(sums) {
+            for (slot, &sum) in trailer.chunks_exact_mut(4).zip(&sums) {
                 slot.copy_from_slice(&(-128 * sum).to_ne_bytes());
             }
         }
